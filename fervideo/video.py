@@ -1,0 +1,181 @@
+"""Video input: probe a file's metadata and stream its frames with container timestamps.
+
+A still image is treated as a one-frame video at time 0, so every input flows through the
+same pipeline. Decoding is streamed: one frame is held at a time, whatever the video's length.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fervideo.config import IMAGE_SUFFIXES
+from fervideo.core import FervideoError
+
+#: A video that decodes fewer than this share of the frames its container announces is
+#: reported as truncated (container frame counts of some formats are estimates).
+_MIN_DECODED_SHARE = 0.98
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about a video (a still image is a one-frame video).
+
+    Attributes:
+        path: the file.
+        duration_s: length in seconds (frame count / frame rate; 0 for a still).
+        fps: the container's average frame rate (0 for a still).
+        frame_count: frames the container announces (1 for a still).
+        width: frame width in pixels, after the container's rotation is applied.
+        height: frame height in pixels, after the container's rotation is applied.
+        codec: FourCC of the video codec, e.g. "h264", or the image format, e.g. "jpeg".
+        is_still: the input is an image, read as one frame at time 0.
+    """
+
+    path: Path
+    duration_s: float
+    fps: float
+    frame_count: int
+    width: int
+    height: int
+    codec: str
+    is_still: bool = False
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame.
+
+    Attributes:
+        index: index of the frame in the source (0-based, counting every decoded frame).
+        time_s: presentation timestamp in seconds, from the container.
+        image: (H, W, 3) uint8 BGR pixels.
+    """
+
+    index: int
+    time_s: float
+    image: np.ndarray
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Read a video's or image's metadata and check that its first frame decodes.
+
+    Raises:
+        FervideoError: the path is missing, or is not a video or image OpenCV can decode.
+
+    Example:
+        >>> info = probe("examples/astronaut.mp4")
+        >>> info.width, info.height, round(info.fps)
+        (320, 320, 15)
+    """
+    path = _existing_file(path)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        image = _read_image(path)
+        height, width = image.shape[:2]
+        return VideoInfo(path, 0.0, 0.0, 1, width, height, _image_format(path), is_still=True)
+    capture = _open(path)
+    try:
+        ok, first = capture.read()
+        if not ok:
+            raise FervideoError(f"{path} has no decodable video frame (corrupt or not a video).")
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        fourcc = int(capture.get(cv2.CAP_PROP_FOURCC))
+    finally:
+        capture.release()
+    fps = fps if math.isfinite(fps) and fps > 0 else 0.0
+    frame_count = max(frame_count, 1)
+    return VideoInfo(
+        path=path,
+        duration_s=frame_count / fps if fps else 0.0,
+        fps=fps,
+        frame_count=frame_count,
+        width=first.shape[1],
+        height=first.shape[0],
+        codec=_fourcc_text(fourcc),
+    )
+
+
+def read_frames(info: VideoInfo, fps: float | None = None) -> Iterator[Frame]:
+    """Stream the frames of a probed video, optionally sampled to about `fps` per second.
+
+    Sampling keeps the first frame of every 1/fps-second slot of container time, so it follows
+    the real timestamps of a variable-frame-rate video. Frames that are skipped are grabbed but
+    never converted to pixels. The capture is released when the iterator ends or is closed.
+
+    Args:
+        info: from `probe`.
+        fps: frames per second to keep; None keeps every frame.
+
+    Yields:
+        `Frame`s in presentation order.
+
+    Raises:
+        FervideoError: the video stops decoding before the end its container announces.
+    """
+    if info.is_still:
+        yield Frame(0, 0.0, _read_image(info.path))
+        return
+    capture = _open(info.path)
+    index = -1
+    last_slot = -1
+    try:
+        while capture.grab():
+            index += 1
+            time_s = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            if fps is not None:
+                slot = math.floor(time_s * fps + 1e-6)
+                if slot <= last_slot:
+                    continue
+                last_slot = slot
+            ok, image = capture.retrieve()
+            if not ok:
+                break
+            yield Frame(index, time_s, image)
+    finally:
+        capture.release()
+    decoded = index + 1
+    if decoded < info.frame_count * _MIN_DECODED_SHARE:
+        raise FervideoError(
+            f"{info.path} is truncated or corrupt: decoding stopped after {decoded} of "
+            f"{info.frame_count} frames."
+        )
+
+
+def _existing_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise FervideoError(f"{path} does not exist.")
+    if not path.is_file():
+        raise FervideoError(f"{path} is not a file.")
+    return path
+
+
+def _open(path: Path) -> cv2.VideoCapture:
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        capture.release()
+        raise FervideoError(f"{path} is not a video OpenCV can open (corrupt, truncated or not a video).")
+    return capture
+
+
+def _read_image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FervideoError(f"{path} is not an image OpenCV can decode.")
+    return image
+
+
+def _image_format(path: Path) -> str:
+    suffix = path.suffix.lower().lstrip(".")
+    return {"jpg": "jpeg", "tif": "tiff"}.get(suffix, suffix)
+
+
+def _fourcc_text(fourcc: int) -> str:
+    text = fourcc.to_bytes(4, "little").decode("ascii", "replace").strip("\x00 ")
+    return text if text.isprintable() and text else "unknown"

@@ -1,0 +1,65 @@
+"""Fixtures: the tiny model and a classifier on it, a bundled-models folder, the example
+clip, and the real media in ../shared/media (skipped with a reason when absent)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from fervideo.core import EMOTIONS
+from tests.helpers import save_tiny_model
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_VIDEO = REPO / "examples" / "astronaut.mp4"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.keras")
+
+
+@pytest.fixture(scope="session")
+def classifier(tiny_model: Path):
+    from fervideo.classify import ExpressionClassifier
+
+    return ExpressionClassifier(tiny_model)
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
+    """A $FERVIDEO_MODELS folder bundling the tiny model under the default model's name."""
+    from fervideo.config import DEFAULT_MODEL
+
+    root = tmp_path_factory.mktemp("models")
+    folder = root / DEFAULT_MODEL
+    folder.mkdir()
+    (folder / "model.keras").write_bytes(tiny_model.read_bytes())
+    (folder / "metadata.json").write_text(json.dumps({"name": DEFAULT_MODEL, "classes": list(EMOTIONS)}))
+    return root
+
+
+@pytest.fixture
+def bundled(monkeypatch: pytest.MonkeyPatch, models_dir: Path) -> Path:
+    """Point fervideo at `models_dir`, so the default model resolves by name."""
+    monkeypatch.setenv("FERVIDEO_MODELS", str(models_dir))
+    return models_dir
+
+
+@pytest.fixture(scope="session")
+def media() -> Path:
+    """../shared/media (or $FERVIDEO_TEST_MEDIA): real clips and photos, never copied here."""
+    folder = Path(os.environ.get("FERVIDEO_TEST_MEDIA", REPO.parent / "shared" / "media"))
+    if not (folder / "woman.mp4").is_file():
+        pytest.skip(f"real test media not found at {folder} (set FERVIDEO_TEST_MEDIA to its folder)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def example_video() -> Path:
+    assert EXAMPLE_VIDEO.is_file(), "examples/astronaut.mp4 is part of the repo"
+    return EXAMPLE_VIDEO

@@ -1,0 +1,120 @@
+import cv2
+import numpy as np
+import pytest
+
+from fervideo.core import FervideoError
+from fervideo.video import probe, read_frames
+from tests.helpers import container_times, write_vfr_video, write_video
+
+VFR_MS = [0, 40, 80, 500, 540, 1500, 1540, 1580, 3000, 3033]
+
+
+def test_probe_reports_container_metadata(tmp_path):
+    info = probe(write_video(tmp_path / "clip.mp4", 25, size=(64, 48), fps=10))
+    assert (info.width, info.height, info.frame_count) == (64, 48, 25)
+    assert info.codec in {"FMP4", "mp4v"}  # FFmpeg's tag for MPEG-4 part 2
+    assert info.fps == pytest.approx(10)
+    assert info.duration_s == pytest.approx(2.5)
+    assert not info.is_still
+
+
+def test_every_frame_has_its_index_and_container_timestamp(tmp_path):
+    path = write_video(tmp_path / "clip.mp4", 12, fps=8)
+    frames = list(read_frames(probe(path)))
+    assert [f.index for f in frames] == list(range(12))
+    np.testing.assert_allclose([f.time_s for f in frames], container_times(path), atol=1e-6)
+    assert frames[3].image.shape == (48, 64, 3) and frames[3].image.dtype == np.uint8
+
+
+def test_variable_frame_rate_timestamps_come_from_the_container(tmp_path):
+    path = write_vfr_video(tmp_path / "vfr.mp4", VFR_MS)
+    frames = list(read_frames(probe(path)))
+    np.testing.assert_allclose([f.time_s for f in frames], np.array(VFR_MS) / 1000, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("fps", "expected_ms"),
+    [
+        (5.0, [0, 500, 1500, 3000]),  # first frame of each 0.2 s slot that has one
+        (1.0, [0, 1500, 3000]),
+        (100.0, VFR_MS),  # faster than the source: every frame
+        (None, VFR_MS),
+    ],
+)
+def test_sampling_follows_real_time_on_variable_frame_rate(tmp_path, fps, expected_ms):
+    path = write_vfr_video(tmp_path / "vfr.mp4", VFR_MS)
+    frames = list(read_frames(probe(path), fps=fps))
+    assert [round(f.time_s * 1000) for f in frames] == expected_ms
+    assert [f.index for f in frames] == [VFR_MS.index(ms) for ms in expected_ms]
+
+
+def test_sampling_a_constant_frame_rate_video(tmp_path):
+    path = write_video(tmp_path / "clip.mp4", 30, fps=30)
+    assert [f.index for f in read_frames(probe(path), fps=5)] == [0, 6, 12, 18, 24]
+
+
+def test_a_still_image_is_a_one_frame_video(tmp_path):
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), np.full((30, 40, 3), 99, np.uint8))
+    info = probe(path)
+    assert (info.is_still, info.frame_count, info.width, info.height, info.codec) == (True, 1, 40, 30, "png")
+    assert info.duration_s == 0 and info.fps == 0
+    frames = list(read_frames(info, fps=5))
+    assert [(f.index, f.time_s) for f in frames] == [(0, 0.0)]
+    assert frames[0].image[0, 0].tolist() == [99, 99, 99]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.mp4", None, "does not exist"),
+        ("notes.mp4", b"just some text, not a video\n" * 10, "not a video OpenCV can open"),
+        ("notes.txt", b"just some text\n", "not a video OpenCV can open"),
+        ("broken.jpg", b"\xff\xd8 not really a jpeg", "not an image OpenCV can decode"),
+    ],
+)
+def test_bad_inputs_raise_one_clear_error(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(FervideoError, match=message):
+        probe(path)
+
+
+def test_a_folder_is_not_a_video(tmp_path):
+    with pytest.raises(FervideoError, match="is not a file"):
+        probe(tmp_path)
+
+
+def test_a_video_cut_before_its_index_does_not_open(tmp_path):
+    data = write_video(tmp_path / "clip.mp4", 40).read_bytes()  # OpenCV writes the index last
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(FervideoError, match="corrupt, truncated or not a video"):
+        probe(cut)
+
+
+def test_a_truncated_video_fails_after_its_last_decodable_frame(tmp_path):
+    data = write_vfr_video(tmp_path / "clip.mp4", range(0, 4000, 40), faststart=True).read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    info = probe(cut)  # the index is intact: it announces all 100 frames
+    assert info.frame_count == 100
+    frames = read_frames(info)
+    decoded = []
+    with pytest.raises(
+        FervideoError, match=r"truncated or corrupt: decoding stopped after \d+ of 100 frames"
+    ):
+        for frame in frames:
+            decoded.append(frame.index)
+    assert 0 < len(decoded) < 100
+
+
+def test_real_clip_timestamps_increase_and_match_the_container(media):
+    path = media / "woman.mp4"
+    info = probe(path)
+    assert (info.width, info.height, info.frame_count, info.codec) == (596, 336, 464, "h264")
+    assert info.fps == pytest.approx(29.97)
+    times = [f.time_s for f in read_frames(info)]
+    assert np.all(np.diff(times) > 0)
+    np.testing.assert_allclose(times, container_times(path), atol=1e-6)
