@@ -1,0 +1,98 @@
+"""Expression classification: one Keras model loaded once, fed batches of face crops."""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from fervideo.catalog import ModelInfo, resolve_model
+from fervideo.config import CROP_SIZE
+from fervideo.core import EMOTIONS, FervideoError
+
+log = logging.getLogger(__name__)
+
+#: A model whose output rows stray further than this from summing to 1 is not a softmax.
+_SUM_TOLERANCE = 1e-3
+
+
+class ExpressionClassifier:
+    """A Keras model taking (N, 48, 48, 1) float32 pixels 0-255 and returning (N, 7) softmax
+    probabilities in `EMOTIONS` order (normalisation is inside the model).
+
+    TensorFlow places the model on a GPU when it sees one.
+
+    Args:
+        model: bundled model name, "default", or a path to a `.keras` file.
+        batch_size: crops per forward pass.
+        tta: also classify the mirrored crops and average the two predictions.
+
+    Raises:
+        FervideoError: unknown model name, unreadable file, or a model that breaks the contract.
+
+    Example:
+        >>> classifier = ExpressionClassifier("default")
+        >>> probs = classifier.predict(crops)  # crops: (n, 48, 48) uint8
+        >>> probs.shape
+        (n, 7)
+    """
+
+    def __init__(self, model: str | Path = "default", batch_size: int = 256, tta: bool = False) -> None:
+        self.info: ModelInfo = resolve_model(model)
+        if self.info.classes != EMOTIONS:
+            raise FervideoError(
+                f"model {self.info.path} predicts classes {list(self.info.classes)}, "
+                f"but fervideo needs {list(EMOTIONS)} in that order."
+            )
+        self.batch_size = batch_size
+        self.tta = tta
+        self._model = _load(self.info.path)
+
+    def predict(self, crops: np.ndarray) -> np.ndarray:
+        """Class probabilities of face crops.
+
+        Args:
+            crops: (n, 48, 48) uint8 grayscale crops.
+
+        Returns:
+            (n, 7) float32 probabilities in `EMOTIONS` order; each row sums to 1.
+        """
+        if not len(crops):
+            return np.zeros((0, len(EMOTIONS)), np.float32)
+        probs = self._forward(crops)
+        if self.tta:
+            probs = (probs + self._forward(crops[:, :, ::-1])) / 2
+        sums = probs.sum(axis=1, keepdims=True)
+        if np.any(probs < 0) or np.any(np.abs(sums - 1) > _SUM_TOLERANCE):
+            raise FervideoError(f"model {self.info.path} does not output probabilities (rows must sum to 1).")
+        return (probs / sums).astype(np.float32)
+
+    def _forward(self, crops: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(crops, np.float32)[..., None]
+        parts = [
+            np.asarray(self._model.predict_on_batch(x[start : start + self.batch_size]), np.float64)
+            for start in range(0, len(x), self.batch_size)
+        ]
+        return np.concatenate(parts)
+
+
+def _load(path: Path):
+    import keras  # heavy: imported only when a classifier is built
+
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except (ValueError, OSError, TypeError, zipfile.BadZipFile) as err:
+        raise FervideoError(f"cannot load the Keras model {path}: {err}") from None
+    expected_in, expected_out = (None, CROP_SIZE, CROP_SIZE, 1), (None, len(EMOTIONS))
+    if tuple(model.input_shape) != expected_in or tuple(model.output_shape) != expected_out:
+        raise FervideoError(
+            f"model {path} maps {model.input_shape} to {model.output_shape}, but fervideo "
+            f"needs {expected_in} grayscale crops to {expected_out} probabilities."
+        )
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    log.info("loaded %s; running on %s", path, f"{len(gpus)} GPU(s)" if gpus else "the CPU")
+    return model
