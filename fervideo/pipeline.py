@@ -1,0 +1,321 @@
+"""Video in, four Parquet tables out: decode -> detect -> crop -> classify -> track -> write.
+
+Frames are decoded, detected and cropped one at a time; only the small crops of a chunk of
+`chunk_frames` frames are kept, classified together, tracked in frame order and appended
+to the faces table. Memory therefore stays constant however long the video is.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from itertools import islice
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from fervideo import __version__
+from fervideo.align import crop_faces
+from fervideo.classify import ExpressionClassifier
+from fervideo.config import IMAGE_SUFFIXES, VIDEO_SUFFIXES, AnalyzeConfig
+from fervideo.core import EMOTIONS, Faces, FervideoError
+from fervideo.detectors import FaceDetector, get_detector
+from fervideo.store import ResultStore, video_id
+from fervideo.tables import Aggregates, RunInfo, Tables, VideoMeta, faces_batch
+from fervideo.track import IoUTracker
+from fervideo.video import VideoInfo, probe, read_frames
+
+log = logging.getLogger(__name__)
+
+#: Called with (frames decoded so far, frames in the video) as a video is analysed.
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """What happened to one input of `analyze_many`.
+
+    Attributes:
+        path: the input file.
+        status: "done" (analysed now), "skipped" (finished by an earlier run) or "failed".
+        video: its id in the tables (None if the input is not a file).
+        message: why it failed.
+        frames_analysed: sampled frames analysed (0 unless done).
+        faces: faces found.
+        tracks: tracks found.
+        seconds: wall time per stage (decode, detect, crop, classify, track, write).
+    """
+
+    path: Path
+    status: Literal["done", "skipped", "failed"]
+    video: str | None = None
+    message: str = ""
+    frames_analysed: int = 0
+    faces: int = 0
+    tracks: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class Analyzer:
+    """A detector and a classifier, loaded once and applied to any number of videos.
+
+    Args:
+        config: the run's settings.
+        detector: a `FaceDetector` object to use instead of `config.detector`.
+        classifier: an `ExpressionClassifier` to use instead of loading `config.model`.
+
+    Raises:
+        FervideoError: the model or the detector cannot be loaded.
+
+    Example:
+        >>> analyzer = Analyzer(AnalyzeConfig(fps=2))
+        >>> result = analyzer.run("ad.mp4", "fervideo-out")
+        >>> result.status, result.faces
+        ('done', 31)
+    """
+
+    def __init__(
+        self,
+        config: AnalyzeConfig | None = None,
+        detector: FaceDetector | None = None,
+        classifier: ExpressionClassifier | None = None,
+    ) -> None:
+        self.config = config = config or AnalyzeConfig()
+        self.detector = detector or get_detector(config.detector, **_detector_options(config))
+        self.classifier = classifier or ExpressionClassifier(config.model, config.batch_size, config.tta)
+        model = self.classifier.info
+        self.run_info = RunInfo(
+            model=model.name,
+            model_sha256=model.sha256(),
+            detector=f"{self.detector.name} ({self.detector.engine})",
+            sample_fps=config.fps,
+            version=__version__,
+        )
+
+    def run(
+        self,
+        path: str | Path,
+        out_dir: str | Path,
+        overwrite: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> VideoResult:
+        """Analyse one video or image and write its four tables under `out_dir`.
+
+        A video whose tables are already complete is skipped unless `overwrite`.
+
+        Raises:
+            FervideoError: the input is missing, not a video, or corrupt; nothing of it is
+                written, and an earlier result of it is kept.
+        """
+        path = Path(path)
+        if path.is_dir():
+            raise FervideoError(f"{path} is a folder with no video or image files in it.")
+        video = video_id(path)
+        store = ResultStore(out_dir)
+        if store.is_done(video) and not overwrite:
+            log.info("%s: already analysed as %s, skipped", path, video)
+            return VideoResult(path, "skipped", video)
+        info = probe(path)
+        seconds: dict[str, float] = defaultdict(float)
+        aggregates = Aggregates()
+        with store.writing(video, self.run_info) as pending:
+            for times, faces, timestamps in self._analyse(info, seconds, on_progress):
+                started = time.perf_counter()
+                aggregates.add_frames(times)
+                aggregates.add_faces(faces, timestamps)
+                pending.faces.write_batch(faces_batch(video, faces, timestamps))
+                seconds["write"] += time.perf_counter() - started
+            meta = _video_meta(video, info, aggregates.last_timestamp)
+            pending.commit(
+                aggregates.timeline(video, meta.duration_s),
+                aggregates.tracks(video),
+                aggregates.summary(meta, self.run_info),
+            )
+        done = VideoResult(
+            path,
+            "done",
+            video,
+            "",
+            aggregates.frames_analysed,
+            aggregates.n_faces,
+            aggregates.n_tracks,
+            dict(seconds),
+        )
+        log.info(
+            "%s: %d frames analysed, %d faces, %d tracks", path, done.frames_analysed, done.faces, done.tracks
+        )
+        return done
+
+    def _analyse(
+        self, info: VideoInfo, seconds: dict[str, float], on_progress: ProgressCallback | None
+    ) -> Iterator[tuple[np.ndarray, Faces, np.ndarray]]:
+        """Per chunk of sampled frames: their timestamps (m,), their faces (n) classified and
+        tracked, and each face's frame timestamp (n,)."""
+        tracker = IoUTracker(self.config.iou_threshold, self.config.max_track_gap_s)
+        detected = self._detect(info, seconds, on_progress)
+        while chunk := list(islice(detected, self.config.chunk_frames)):
+            times = np.array([t for t, _ in chunk], np.float64)
+            counts = [len(f) for _, f in chunk]
+            faces = Faces.concat([f for _, f in chunk])
+            started = time.perf_counter()
+            probs = (
+                self.classifier.predict(faces.crops)
+                if len(faces)
+                else np.zeros((0, len(EMOTIONS)), np.float32)
+            )
+            faces = faces.with_(probs=probs, crops=None)
+            seconds["classify"] += time.perf_counter() - started
+            started = time.perf_counter()
+            bounds = np.cumsum([0, *counts])
+            ids = [
+                tracker.update(faces[a:b], t).track_id
+                for a, b, t in zip(bounds[:-1], bounds[1:], times, strict=True)
+            ]
+            seconds["track"] += time.perf_counter() - started
+            yield times, faces.with_(track_id=np.concatenate(ids)), np.repeat(times, counts)
+
+    def _detect(
+        self, info: VideoInfo, seconds: dict[str, float], on_progress: ProgressCallback | None
+    ) -> Iterator[tuple[float, Faces]]:
+        """Decode the sampled frames and yield each one's timestamp and faces with crops."""
+        frames = read_frames(info, self.config.fps)
+        while True:
+            started = time.perf_counter()
+            frame = next(frames, None)
+            seconds["decode"] += time.perf_counter() - started
+            if frame is None:
+                break
+            started = time.perf_counter()
+            faces = self.detector.detect(frame.image, frame.index)
+            seconds["detect"] += time.perf_counter() - started
+            started = time.perf_counter()
+            faces = faces.with_(crops=crop_faces(frame.image, faces, margin=self.config.margin))
+            seconds["crop"] += time.perf_counter() - started
+            if on_progress:
+                on_progress(frame.index + 1, info.frame_count)
+            yield frame.time_s, faces
+
+
+def _detector_options(config: AnalyzeConfig) -> dict[str, object]:
+    options: dict[str, object] = {"min_score": config.min_score, "max_side": config.max_side}
+    if config.detector == "retinaface":
+        options["weights"] = config.retinaface_weights
+    return options
+
+
+def _video_meta(video: str, info: VideoInfo, last_timestamp: float) -> VideoMeta:
+    return VideoMeta(
+        video=video,
+        path=str(info.path.resolve()),
+        duration_s=max(info.duration_s, last_timestamp),
+        fps=info.fps,
+        width=info.width,
+        height=info.height,
+        codec=info.codec,
+        frames=info.frame_count,
+    )
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files as given, and folders replaced by the videos and images inside them (recursively,
+    sorted, hidden files skipped). A folder with none stays in the list, to be reported."""
+    media = {*VIDEO_SUFFIXES, *IMAGE_SUFFIXES}
+    paths: list[Path] = []
+    for item in map(Path, inputs):
+        found = []
+        if item.is_dir():
+            found = sorted(
+                p
+                for p in item.rglob("*")
+                if p.suffix.lower() in media
+                and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(item).parts)
+            )
+        paths.extend(found or [item])
+    return list(dict.fromkeys(paths))
+
+
+def analyze_many(
+    inputs: Iterable[str | Path],
+    out_dir: str | Path,
+    config: AnalyzeConfig | None = None,
+    *,
+    overwrite: bool = False,
+    on_progress: Callable[[Path, int, int], None] | None = None,
+    on_result: Callable[[VideoResult], None] | None = None,
+    analyzer: Analyzer | None = None,
+) -> list[VideoResult]:
+    """Analyse files and folders; a bad input is reported in its result and never stops the rest.
+
+    Args:
+        inputs: video or image files, or folders of them.
+        out_dir: output folder (see `fervideo.store` for the layout).
+        config: the run's settings.
+        overwrite: redo videos already finished in `out_dir`.
+        on_progress: called with (path, frames decoded, frames in the video).
+        on_result: called with each input's result as soon as it is known.
+        analyzer: a ready `Analyzer` to use instead of building one from `config`.
+
+    Returns:
+        One result per input file, in order.
+
+    Raises:
+        FervideoError: the model or the detector cannot be loaded (before any input is read).
+    """
+    analyzer = analyzer or Analyzer(config)
+    results = []
+    for path in expand_inputs(inputs):
+        progress = (lambda done, total, path=path: on_progress(path, done, total)) if on_progress else None
+        try:
+            result = analyzer.run(path, out_dir, overwrite, progress)
+        except FervideoError as err:
+            log.warning("%s", err)
+            result = VideoResult(path, "failed", message=str(err))
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results
+
+
+def analyze(
+    path: str | Path,
+    out_dir: str | Path | None = None,
+    config: AnalyzeConfig | None = None,
+    *,
+    overwrite: bool = False,
+    on_progress: ProgressCallback | None = None,
+    **options: object,
+) -> Tables:
+    """Analyse one video (or image) and return its four tables as DataFrames.
+
+    Args:
+        path: a video file, or an image (a one-frame video).
+        out_dir: folder to keep the Parquet tables in; None keeps nothing on disk.
+        config: settings; keyword `options` override single fields, e.g. `fps=2`.
+        overwrite: redo the video if `out_dir` already holds its finished tables.
+        on_progress: called with (frames decoded so far, frames in the video).
+
+    Returns:
+        `Tables(faces, timeline, tracks, summary)`.
+
+    Raises:
+        FervideoError: missing, unreadable or corrupt input, or a model/detector problem.
+
+    Example:
+        >>> import fervideo
+        >>> faces, timeline, tracks, summary = fervideo.analyze("ad.mp4", fps=2)
+        >>> faces.groupby("track")["happy"].mean()
+    """
+    config = replace(config or AnalyzeConfig(), **options)
+    analyzer = Analyzer(config)
+    if out_dir is None:
+        with tempfile.TemporaryDirectory(prefix="fervideo-") as tmp:
+            result = analyzer.run(path, tmp, on_progress=on_progress)
+            return ResultStore(tmp).read(result.video)
+    result = analyzer.run(path, out_dir, overwrite, on_progress)
+    return ResultStore(out_dir).read(result.video)
