@@ -1,0 +1,75 @@
+"""fervideo: facial expressions in videos, as Parquet tables.
+
+Example:
+    >>> import fervideo
+    >>> faces, timeline, tracks, summary = fervideo.analyze("ad.mp4", "fervideo-out", fps=5)
+    >>> faces[["timestamp", "track", "emotion"]].head()
+    >>> timeline.plot(x="second", y=["happy", "neutral"])
+    >>> results = fervideo.analyze_many(["clips/"], "fervideo-out")  # one bad file stops nothing
+
+`import fervideo` is instant: the public names below load their modules (and TensorFlow,
+OpenCV, Arrow) on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# The library reports through logging and return values only; output is the caller's choice.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+_EXPORTS = {
+    "analyze": "fervideo.pipeline",
+    "analyze_many": "fervideo.pipeline",
+    "expand_inputs": "fervideo.pipeline",
+    "Analyzer": "fervideo.pipeline",
+    "VideoResult": "fervideo.pipeline",
+    "AnalyzeConfig": "fervideo.config",
+    "EMOTIONS": "fervideo.core",
+    "Faces": "fervideo.core",
+    "FervideoError": "fervideo.core",
+    "probe": "fervideo.video",
+    "read_frames": "fervideo.video",
+    "VideoInfo": "fervideo.video",
+    "DETECTORS": "fervideo.detectors",
+    "FaceDetector": "fervideo.detectors",
+    "get_detector": "fervideo.detectors",
+    "crop_faces": "fervideo.align",
+    "ExpressionClassifier": "fervideo.classify",
+    "IoUTracker": "fervideo.track",
+    "Tables": "fervideo.tables",
+    "ResultStore": "fervideo.store",
+    "list_models": "fervideo.catalog",
+    "resolve_model": "fervideo.catalog",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from fervideo.align import crop_faces
+    from fervideo.catalog import list_models, resolve_model
+    from fervideo.classify import ExpressionClassifier
+    from fervideo.config import AnalyzeConfig
+    from fervideo.core import EMOTIONS, Faces, FervideoError
+    from fervideo.detectors import DETECTORS, FaceDetector, get_detector
+    from fervideo.pipeline import Analyzer, VideoResult, analyze, analyze_many, expand_inputs
+    from fervideo.store import ResultStore
+    from fervideo.tables import Tables
+    from fervideo.track import IoUTracker
+    from fervideo.video import VideoInfo, probe, read_frames
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'fervideo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

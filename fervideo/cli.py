@@ -1,0 +1,187 @@
+"""The `fervideo` command: a thin shell over the Python API.
+
+Heavy modules (OpenCV, TensorFlow, Arrow) are imported inside the commands, so that
+`fervideo --help` is instant. Library errors (`FervideoError`) become one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from fervideo import __version__
+from fervideo.config import AnalyzeConfig
+from fervideo.core import FervideoError
+
+if TYPE_CHECKING:
+    from fervideo.pipeline import VideoResult
+
+DEFAULTS = AnalyzeConfig()
+
+app = typer.Typer(
+    help="Facial expressions in videos: detect faces, classify expressions, write Parquet tables.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+class Detector(str, Enum):
+    """Face detector back ends (the names of `fervideo.detectors.DETECTORS`)."""
+
+    yunet = "yunet"
+    retinaface = "retinaface"
+
+
+DEFAULT_DETECTOR = Detector(DEFAULTS.detector)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fervideo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Facial expressions in videos: detect faces, classify expressions, write Parquet tables."""
+
+
+@app.command()
+def analyze(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Video or image files, or folders of them.", show_default=False)
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder of the Parquet tables.")] = Path(
+        "fervideo-out"
+    ),
+    fps: Annotated[
+        float, typer.Option(min=0.001, help="Frames analysed per second of video.")
+    ] = DEFAULTS.fps,
+    every_frame: Annotated[bool, typer.Option(help="Analyse every frame (ignores --fps).")] = False,
+    model: Annotated[
+        str, typer.Option(help="Bundled model name (see `fervideo models`), 'default', or a .keras file.")
+    ] = str(DEFAULTS.model),
+    detector: Annotated[Detector, typer.Option(help="Face detector.")] = DEFAULT_DETECTOR,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Face crops per classifier call.")
+    ] = DEFAULTS.batch_size,
+    tta: Annotated[
+        bool, typer.Option(help="Also classify mirrored crops and average (about 2x slower).")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Redo videos already finished in --out.")] = False,
+    retinaface_weights: Annotated[
+        Optional[Path],  # noqa: UP045 (typer needs Optional here on Python 3.10)
+        typer.Option(help="retinaface.onnx for --detector retinaface (default: under $DEEPFACE_HOME)."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+) -> None:
+    """Analyse videos: one row per face per analysed frame, plus per-second, per-track and
+    per-video tables, written under --out. Videos finished by an earlier run are skipped."""
+    config = AnalyzeConfig(
+        model=model,
+        detector=detector.value,
+        fps=None if every_frame else fps,
+        batch_size=batch_size,
+        tta=tta,
+        retinaface_weights=retinaface_weights,
+    )
+    _quiet_native_logs()
+    from tqdm import tqdm
+
+    from fervideo import pipeline
+
+    paths = pipeline.expand_inputs(inputs)
+    overall = tqdm(total=len(paths), unit="video", desc="overall", disable=quiet, dynamic_ncols=True)
+    bars: dict[Path, tqdm] = {}
+
+    def on_progress(path: Path, done: int, total: int) -> None:
+        if path not in bars:
+            bars[path] = tqdm(
+                total=total, unit="frame", desc=path.name, leave=False, disable=quiet, dynamic_ncols=True
+            )
+        bar = bars[path]
+        bar.total = max(bar.total, done)
+        bar.update(done - bar.n)
+
+    def on_result(result: VideoResult) -> None:
+        if result.path in bars:
+            bars.pop(result.path).close()
+        overall.update()
+        if result.status == "failed":
+            tqdm.write(f"error: {result.message}", file=sys.stderr)
+        elif not quiet:
+            tqdm.write(_describe(result))
+
+    try:
+        with _native_stderr_silenced():  # TensorFlow's start-up chatter ignores every log level
+            analyzer = pipeline.Analyzer(config)
+        results = pipeline.analyze_many(
+            paths, out, overwrite=overwrite, on_progress=on_progress, on_result=on_result, analyzer=analyzer
+        )
+    except FervideoError as err:
+        overall.close()
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=1) from None
+    overall.close()
+    failed = sum(r.status == "failed" for r in results)
+    if not quiet:
+        counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped")}
+        typer.echo(
+            f"{len(results)} input(s): {counts['done']} analysed, {counts['skipped']} already done, "
+            f"{failed} failed; tables in {out}/"
+        )
+    raise typer.Exit(code=1 if failed else 0)
+
+
+def _describe(result: VideoResult) -> str:
+    if result.status == "skipped":
+        return f"{result.path}: already analysed, skipped (--overwrite to redo)"
+    return (
+        f"{result.path}: {result.frames_analysed} frames analysed, {result.faces} faces, "
+        f"{result.tracks} tracks (video id {result.video})"
+    )
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for a while; Python exceptions still propagate."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _quiet_native_logs() -> None:
+    """Keep FFmpeg's and TensorFlow's own stderr chatter out of the command's output; the
+    command reports every problem itself. Must run before OpenCV or TensorFlow load."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's logs after start-up
+
+
+# ---------------------------------------------------------------------------------------------
+# Training side: the `train`, `evaluate` and `models` commands go below this line.
+# Import their functions inside the command bodies, so that `fervideo --help` stays instant.
+# ---------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,164 @@
+import subprocess
+import sys
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from typer.testing import CliRunner
+
+from fervideo import __version__, pipeline
+from fervideo.cli import Detector, app
+from fervideo.config import AnalyzeConfig
+from fervideo.core import FervideoError
+from fervideo.detectors import DETECTORS
+from fervideo.pipeline import VideoResult
+from tests.helpers import write_video
+
+runner = CliRunner()
+
+
+class RecordingAnalyzer:
+    """Stands in for `pipeline.Analyzer`: records the config, analyses nothing."""
+
+    configs: ClassVar[list[AnalyzeConfig]] = []
+
+    def __init__(self, config):
+        self.configs.append(config)
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    calls = []
+    RecordingAnalyzer.configs = []
+
+    def fake_analyze_many(paths, out, **kwargs):
+        calls.append({"paths": paths, "out": out, **kwargs})
+        return [VideoResult(Path(p), "done", "v", frames_analysed=3) for p in paths]
+
+    monkeypatch.setattr(pipeline, "Analyzer", RecordingAnalyzer)
+    monkeypatch.setattr(pipeline, "analyze_many", fake_analyze_many)
+    return RecordingAnalyzer.configs, calls
+
+
+def test_help_is_instant_and_imports_nothing_heavy():
+    code = (
+        "import sys; from typer.testing import CliRunner; from fervideo.cli import app; "
+        "r = CliRunner().invoke(app, ['analyze', '--help']); assert r.exit_code == 0, r.output; "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'cv2', 'pyarrow', 'pandas') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"fervideo {__version__}"
+
+
+def test_detector_choices_are_the_registry():
+    assert {d.value for d in Detector} == set(DETECTORS)
+
+
+def test_defaults_come_from_the_config(recorded):
+    configs, calls = recorded
+    result = runner.invoke(app, ["analyze", "a.mp4"])
+    assert result.exit_code == 0, result.output
+    assert configs == [AnalyzeConfig()]
+    assert calls[0]["paths"] == [Path("a.mp4")] and calls[0]["out"] == Path("fervideo-out")
+    assert calls[0]["overwrite"] is False
+
+
+def test_options_are_forwarded(recorded, tmp_path):
+    configs, calls = recorded
+    args = [
+        "analyze",
+        "a.mp4",
+        "b.mp4",
+        "--out",
+        str(tmp_path),
+        "--fps",
+        "2.5",
+        "--model",
+        "resnet",
+        "--detector",
+        "retinaface",
+        "--batch-size",
+        "8",
+        "--tta",
+        "--overwrite",
+        "--retinaface-weights",
+        "w.onnx",
+    ]
+    assert runner.invoke(app, args).exit_code == 0
+    assert configs == [
+        AnalyzeConfig(
+            model="resnet",
+            detector="retinaface",
+            fps=2.5,
+            batch_size=8,
+            tta=True,
+            retinaface_weights=Path("w.onnx"),
+        )
+    ]
+    assert calls[0]["paths"] == [Path("a.mp4"), Path("b.mp4")] and calls[0]["out"] == tmp_path
+    assert calls[0]["overwrite"] is True
+
+
+def test_every_frame_turns_sampling_off(recorded):
+    configs, _ = recorded
+    runner.invoke(app, ["analyze", "a.mp4", "--every-frame", "--fps", "3"])
+    assert configs[0].fps is None
+
+
+@pytest.mark.parametrize("args", [["--fps", "0"], ["--batch-size", "0"], ["--detector", "haar"]])
+def test_bad_option_values_are_refused(recorded, args):
+    assert runner.invoke(app, ["analyze", "a.mp4", *args]).exit_code == 2
+
+
+def test_a_library_error_is_one_line_and_exit_1(monkeypatch):
+    def refuse(config):
+        raise FervideoError("no bundled model named 'x'; bundled models are: none.")
+
+    monkeypatch.setattr(pipeline, "Analyzer", refuse)
+    result = runner.invoke(app, ["analyze", "a.mp4", "--model", "x", "--quiet"])
+    assert result.exit_code == 1
+    assert result.stderr == "error: no bundled model named 'x'; bundled models are: none.\n"
+
+
+def test_end_to_end_with_bad_inputs_then_resume(tmp_path, tiny_model, example_video):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "ad.mp4").write_bytes(example_video.read_bytes())
+    write_video(folder / "grey.mp4", 5)
+    (folder / "broken.mp4").write_text("not a video")
+    out = tmp_path / "out"
+    args = [
+        "analyze",
+        str(folder),
+        str(tmp_path / "missing.mov"),
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(out),
+    ]
+
+    first = runner.invoke(app, args)
+    assert first.exit_code == 1
+    errors = [line for line in first.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2
+    assert "broken.mp4 is not a video" in errors[0] and "missing.mov does not exist" in errors[1]
+    assert "ad.mp4: 20 frames analysed, 20 faces, 1 tracks" in first.stdout
+    assert "grey.mp4: 3 frames analysed, 0 faces, 0 tracks" in first.stdout  # 0.5 s at 5 fps
+    assert (
+        first.stdout.splitlines()[-1] == f"4 input(s): 2 analysed, 0 already done, 2 failed; tables in {out}/"
+    )
+    assert len(list((out / "summary").glob("*.parquet"))) == 2
+
+    again = runner.invoke(app, [*args[:2], *args[3:], "--quiet"])  # only the folder, quietly
+    assert again.exit_code == 1 and again.stdout == ""
+    assert again.stderr.count("error:") == 1
+
+    (folder / "broken.mp4").unlink()
+    resumed = runner.invoke(app, [*args[:2], *args[3:]])
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.stdout.count("already analysed, skipped") == 2

