@@ -11,6 +11,7 @@ import numpy as np
 from fervideo.catalog import ModelInfo, resolve_model
 from fervideo.config import CROP_SIZE
 from fervideo.core import EMOTIONS, FervideoError
+from fervideo.tta import tta_views
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,8 @@ class ExpressionClassifier:
         """
         if not len(crops):
             return np.zeros((0, len(EMOTIONS)), np.float32)
-        probs = self._forward(crops)
-        if self.tta:
-            probs = (probs + self._forward(crops[:, :, ::-1])) / 2
+        views = tta_views(crops, "flip" if self.tta else "none")
+        probs = np.mean([self._forward(view) for view in views], axis=0)
         sums = probs.sum(axis=1, keepdims=True)
         if np.any(probs < 0) or np.any(np.abs(sums - 1) > _SUM_TOLERANCE):
             raise FervideoError(f"model {self.info.path} does not output probabilities (rows must sum to 1).")

@@ -87,8 +87,12 @@ def analyze(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
-    """Analyse videos: one row per face per analysed frame, plus per-second, per-track and
-    per-video tables, written under --out. Videos finished by an earlier run are skipped."""
+    """Find faces and classify their expressions; write the tables under --out.
+
+    Tables: faces (per face per frame), timeline (per second), tracks (per person), summary.
+
+    Videos finished by an earlier run are skipped. Exits with 1 if any input failed.
+    """
     config = AnalyzeConfig(
         model=model,
         detector=detector.value,
