@@ -35,7 +35,7 @@ def video_id(path: str | Path) -> str:
     so two files with the same name in different folders never collide.
 
     Example:
-        >>> video_id("clips/ad.mp4")
+        >>> video_id("clips/ad.mp4")  # the digits depend on the folder
         'ad-1f0c3a9e'
     """
     path = Path(path).resolve()

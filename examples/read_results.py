@@ -1,0 +1,50 @@
+"""Read the tables that `fervideo analyze` wrote, for every video at once.
+
+    fervideo analyze examples/astronaut.mp4 --out fervideo-out
+    python examples/read_results.py fervideo-out
+
+Each table is a folder of Parquet files (one per video) that pandas, Polars, DuckDB and Spark
+read as one table, e.g. in DuckDB:
+
+    SELECT video, emotion, count(*) FROM 'fervideo-out/faces/*.parquet' GROUP BY ALL;
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+EMOTIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+
+
+def main(out: Path) -> None:
+    summary = pd.read_parquet(out / "summary")
+    faces = pd.read_parquet(out / "faces")
+    timeline = pd.read_parquet(out / "timeline")
+
+    print("Videos:")
+    columns = ["video", "duration", "frames_analysed", "faces", "tracks", "emotion"]
+    print(summary[columns].to_string(index=False))
+
+    print("\nKey moments (second at which each class's share of faces peaks):")
+    print(summary.set_index("video")[[f"{e}_peak" for e in EMOTIONS]].to_string())
+
+    print("\nTop class per track:")
+    per_track = faces.groupby(["video", "track"])[EMOTIONS].mean().idxmax(axis=1).rename("emotion")
+    print(per_track.to_string())
+
+    print("\nSeconds without any face:")
+    print(timeline[timeline["faces"] == 0].groupby("video")["second"].apply(list).to_string())
+
+    first = next((out / "faces").glob("*.parquet"))
+    print(f"\nHow {first.name} was made (Parquet key-value metadata):")
+    for key, value in pq.read_schema(first).metadata.items():
+        if key.startswith(b"fervideo."):
+            print(f"  {key.decode()}: {value.decode()}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "fervideo-out"))
