@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
@@ -59,6 +60,21 @@ class VideoResult:
     faces: int = 0
     tracks: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+class StageClock(defaultdict[str, float]):
+    """Seconds spent per stage: `with clock("detect"): ...` adds the block's wall time."""
+
+    def __init__(self) -> None:
+        super().__init__(float)
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[stage] += time.perf_counter() - started
 
 
 class Analyzer:
@@ -121,15 +137,14 @@ class Analyzer:
             log.info("%s: already analysed as %s, skipped", path, video)
             return VideoResult(path, "skipped", video)
         info = probe(path)
-        seconds: dict[str, float] = defaultdict(float)
+        clock = StageClock()
         aggregates = Aggregates()
         with store.writing(video, self.run_info) as pending:
-            for times, faces, timestamps in self._analyse(info, seconds, on_progress):
-                started = time.perf_counter()
-                aggregates.add_frames(times)
-                aggregates.add_faces(faces, timestamps)
-                pending.faces.write_batch(faces_batch(video, faces, timestamps))
-                seconds["write"] += time.perf_counter() - started
+            for times, faces, timestamps in self._analyse(info, clock, on_progress):
+                with clock("write"):
+                    aggregates.add_frames(times)
+                    aggregates.add_faces(faces, timestamps)
+                    pending.faces.write_batch(faces_batch(video, faces, timestamps))
             meta = _video_meta(video, info, aggregates.last_timestamp)
             pending.commit(
                 aggregates.timeline(video, meta.duration_s),
@@ -144,7 +159,7 @@ class Analyzer:
             aggregates.frames_analysed,
             aggregates.n_faces,
             aggregates.n_tracks,
-            dict(seconds),
+            dict(clock),
         )
         log.info(
             "%s: %d frames analysed, %d faces, %d tracks", path, done.frames_analysed, done.faces, done.tracks
@@ -152,50 +167,45 @@ class Analyzer:
         return done
 
     def _analyse(
-        self, info: VideoInfo, seconds: dict[str, float], on_progress: ProgressCallback | None
+        self, info: VideoInfo, clock: StageClock, on_progress: ProgressCallback | None
     ) -> Iterator[tuple[np.ndarray, Faces, np.ndarray]]:
         """Per chunk of sampled frames: their timestamps (m,), their faces (n) classified and
         tracked, and each face's frame timestamp (n,)."""
         tracker = IoUTracker(self.config.iou_threshold, self.config.max_track_gap_s)
-        detected = self._detect(info, seconds, on_progress)
+        detected = self._detect(info, clock, on_progress)
         while chunk := list(islice(detected, self.config.chunk_frames)):
             times = np.array([t for t, _ in chunk], np.float64)
             counts = [len(f) for _, f in chunk]
             faces = Faces.concat([f for _, f in chunk])
-            started = time.perf_counter()
-            probs = (
-                self.classifier.predict(faces.crops)
-                if len(faces)
-                else np.zeros((0, len(EMOTIONS)), np.float32)
-            )
+            with clock("classify"):
+                probs = (
+                    self.classifier.predict(faces.crops)
+                    if len(faces)
+                    else np.zeros((0, len(EMOTIONS)), np.float32)
+                )
             faces = faces.with_(probs=probs, crops=None)
-            seconds["classify"] += time.perf_counter() - started
-            started = time.perf_counter()
-            bounds = np.cumsum([0, *counts])
-            ids = [
-                tracker.update(faces[a:b], t).track_id
-                for a, b, t in zip(bounds[:-1], bounds[1:], times, strict=True)
-            ]
-            seconds["track"] += time.perf_counter() - started
+            with clock("track"):
+                bounds = np.cumsum([0, *counts])
+                ids = [
+                    tracker.update(faces[a:b], t).track_id
+                    for a, b, t in zip(bounds[:-1], bounds[1:], times, strict=True)
+                ]
             yield times, faces.with_(track_id=np.concatenate(ids)), np.repeat(times, counts)
 
     def _detect(
-        self, info: VideoInfo, seconds: dict[str, float], on_progress: ProgressCallback | None
+        self, info: VideoInfo, clock: StageClock, on_progress: ProgressCallback | None
     ) -> Iterator[tuple[float, Faces]]:
         """Decode the sampled frames and yield each one's timestamp and faces with crops."""
         frames = read_frames(info, self.config.fps)
         while True:
-            started = time.perf_counter()
-            frame = next(frames, None)
-            seconds["decode"] += time.perf_counter() - started
+            with clock("decode"):
+                frame = next(frames, None)
             if frame is None:
                 break
-            started = time.perf_counter()
-            faces = self.detector.detect(frame.image, frame.index)
-            seconds["detect"] += time.perf_counter() - started
-            started = time.perf_counter()
-            faces = faces.with_(crops=crop_faces(frame.image, faces, margin=self.config.margin))
-            seconds["crop"] += time.perf_counter() - started
+            with clock("detect"):
+                faces = self.detector.detect(frame.image, frame.index)
+            with clock("crop"):
+                faces = faces.with_(crops=crop_faces(frame.image, faces, margin=self.config.margin))
             if on_progress:
                 on_progress(frame.index + 1, info.frame_count)
             yield frame.time_s, faces

@@ -1,4 +1,4 @@
-"""The four output tables: their Arrow schemas, how they are built, written and read.
+"""The four output tables: their Arrow schemas, how they are built, and reading them back.
 
 `faces` is written in record batches as frames are analysed; `timeline`, `tracks` and
 `summary` are small aggregates kept up to date by `Aggregates`, so memory stays constant
@@ -320,14 +320,6 @@ def _peak_second(shares: np.ndarray) -> int | None:
     if not np.any(shares > 0):
         return None
     return int(np.nanargmax(shares))
-
-
-def with_metadata(schema: pa.Schema, run: RunInfo) -> pa.Schema:
-    return schema.with_metadata(run.metadata())
-
-
-def write_table(table: pa.Table, path: Path, run: RunInfo) -> None:
-    pq.write_table(table.replace_schema_metadata(run.metadata()), path)
 
 
 def read_tables(paths: Mapping[str, Path | list[Path]]) -> Tables:

@@ -3,6 +3,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 
 import cv2
 import numpy as np
@@ -91,6 +92,20 @@ def test_chunking_does_not_change_the_results(tmp_path, classifier):
         results.append(ResultStore(out).read(analyzer.run(video, out).video))
     pd.testing.assert_frame_equal(results[0].faces, results[1].faces)
     pd.testing.assert_frame_equal(results[0].tracks, results[1].tracks)
+
+
+def test_memory_does_not_grow_with_the_length_of_the_video(tmp_path, classifier):
+    """Frames are not kept: ten times as many frames need about the same peak memory."""
+    analyzer = Analyzer(AnalyzeConfig(fps=None), detector=FakeDetector(), classifier=classifier)
+    peaks = []
+    for n in (100, 1000):
+        video = write_video(tmp_path / f"clip{n}.mp4", n, size=(160, 120), fps=25)
+        analyzer.run(video, tmp_path / "warm-up", overwrite=True)  # first calls allocate caches
+        tracemalloc.start()
+        analyzer.run(video, tmp_path / "out")
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < 1.5 * peaks[0], peaks  # keeping the frames would take 57 MB more
 
 
 def test_progress_reaches_the_last_frame(tmp_path, fake_analyzer):
