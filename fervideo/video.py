@@ -30,7 +30,7 @@ class VideoInfo:
         path: the file.
         duration_s: length in seconds (frame count / frame rate; 0 for a still).
         fps: the container's average frame rate (0 for a still).
-        frame_count: frames the container announces (1 for a still).
+        frame_count: frames the container announces (1 for a still, 0 if it does not say).
         width: frame width in pixels, after the container's rotation is applied.
         height: frame height in pixels, after the container's rotation is applied.
         codec: FourCC of the video codec, e.g. "h264", or the image format, e.g. "jpeg".
@@ -89,7 +89,7 @@ def probe(path: str | Path) -> VideoInfo:
     finally:
         capture.release()
     fps = fps if math.isfinite(fps) and fps > 0 else 0.0
-    frame_count = max(frame_count, 1)
+    frame_count = max(frame_count, 0)  # raw streams report nonsense
     return VideoInfo(
         path=path,
         duration_s=frame_count / fps if fps else 0.0,
@@ -106,7 +106,8 @@ def read_frames(info: VideoInfo, fps: float | None = None) -> Iterator[Frame]:
 
     Sampling keeps the first frame of every 1/fps-second slot of container time, so it follows
     the real timestamps of a variable-frame-rate video. Frames that are skipped are grabbed but
-    never converted to pixels. The capture is released when the iterator ends or is closed.
+    never converted to pixels. A stream without timestamps (raw H.264, say) is timed at its
+    nominal frame rate. The capture is released when the iterator ends or is closed.
 
     Args:
         info: from `probe`.
@@ -124,10 +125,14 @@ def read_frames(info: VideoInfo, fps: float | None = None) -> Iterator[Frame]:
     capture = _open(info.path)
     index = -1
     last_slot = -1
+    last_time_s = -math.inf
     try:
         while capture.grab():
             index += 1
             time_s = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            if time_s <= last_time_s and info.fps:  # no timestamp in the stream
+                time_s = last_time_s + 1 / info.fps
+            last_time_s = time_s
             if fps is not None:
                 slot = math.floor(time_s * fps + 1e-6)
                 if slot <= last_slot:

@@ -48,6 +48,23 @@ def test_sampling_follows_real_time_on_variable_frame_rate(tmp_path, fps, expect
     assert [f.index for f in frames] == [VFR_MS.index(ms) for ms in expected_ms]
 
 
+def test_a_stream_without_timestamps_is_timed_at_its_nominal_rate(tmp_path):
+    import av
+
+    path = tmp_path / "raw.h264"
+    with av.open(str(path), "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(8):
+            image = np.full((48, 64, 3), i * 30, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        container.mux(stream.encode())
+    info = probe(path)
+    frames = list(read_frames(info))
+    assert len(frames) == 8 and info.fps == pytest.approx(25)
+    np.testing.assert_allclose([f.time_s for f in frames], np.arange(8) / 25, atol=1e-9)
+
+
 def test_sampling_a_constant_frame_rate_video(tmp_path):
     path = write_video(tmp_path / "clip.mp4", 30, fps=30)
     assert [f.index for f in read_frames(probe(path), fps=5)] == [0, 6, 12, 18, 24]
