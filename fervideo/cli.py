@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -82,7 +82,7 @@ def analyze(
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Redo videos already finished in --out.")] = False,
     retinaface_weights: Annotated[
-        Optional[Path],  # noqa: UP045 (typer needs Optional here on Python 3.10)
+        Path | None,
         typer.Option(help="retinaface.onnx for --detector retinaface (default: under $DEEPFACE_HOME)."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
