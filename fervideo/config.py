@@ -1,0 +1,100 @@
+"""Every tunable of fervideo in one place: analysis and training settings as dataclasses.
+
+The CLI's defaults are read from these classes, so a default changes here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Name of the bundled model `analyze` uses when `--model` is not given.
+DEFAULT_MODEL = "resvgg"
+#: Side of the square grayscale face crop every model takes.
+CROP_SIZE = 48
+#: File suffixes treated as videos when a folder is analysed; stills are one-frame videos.
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class AnalyzeConfig:
+    """Settings of one `analyze` run.
+
+    Attributes:
+        model: bundled model name, "default", or a path to a `.keras` file.
+        detector: face detector back end ("yunet" or "retinaface").
+        fps: frames sampled per second of video; None analyses every frame.
+        min_score: detector confidence (0-1) below which a face is dropped.
+        max_side: frames are shrunk to this long side (pixels) before detection.
+        margin: crop side = box's longer side x (1 + margin), centred on the box.
+        batch_size: face crops per classifier call.
+        chunk_frames: frames decoded and detected before one batched classify.
+        tta: also classify the mirrored crop and average (about 2x classifier time).
+        iou_threshold: minimum IoU to continue a track between sampled frames.
+        max_track_gap_s: seconds a track may go unseen before it ends.
+        retinaface_weights: weights file for the retinaface detector (else $DEEPFACE_HOME).
+    """
+
+    model: str | Path = "default"
+    detector: str = "yunet"
+    fps: float | None = 5.0
+    min_score: float = 0.6
+    max_side: int = 960
+    margin: float = 0.25
+    batch_size: int = 256
+    chunk_frames: int = 32
+    tta: bool = False
+    iou_threshold: float = 0.3
+    max_track_gap_s: float = 1.0
+    retinaface_weights: Path | None = None
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """On-the-fly training augmentation (the study's flip, zoom and rotation, plus shift
+    and random erasing)."""
+
+    flip: bool = True
+    zoom: float = 0.15
+    rotation_deg: float = 15.0
+    shift: float = 0.1
+    erasing: float = 0.25
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one `train` run.
+
+    Attributes:
+        architecture: a name from `training.architectures.ARCHITECTURES`.
+        data: FER2013 as the Kaggle CSV or the image-folder layout.
+        out: run folder: checkpoints, history, plots, metrics and the final model.
+        epochs: passes over the training split (the study trained 150).
+        holdout: fraction of Training held out for validation; 0 validates on the data's
+            `val/` folder if present, else on PublicTest.
+        label_smoothing: cross-entropy label smoothing.
+        mixed_precision: train in bfloat16 (1.2-1.6x faster on recent CPUs, and on GPUs).
+        warmup_epochs: linear learning-rate warm-up before the cosine decay.
+        steps_per_execution: training steps per compiled call (raise it on a GPU).
+        checkpoint_every: epochs between checkpoints (a ResNet-50 one is ~190 MB).
+        imagenet_weights: ResNet-50 notop weights file for `resnet_imagenet`.
+    """
+
+    architecture: str = "custom_cnn"
+    data: Path = Path("fer2013")
+    out: Path = Path("runs")
+    epochs: int = 30
+    batch_size: int = 128
+    learning_rate: float = 0.05
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    warmup_epochs: int = 1
+    holdout: float = 0.0
+    seed: int = 0
+    mixed_precision: bool = False
+    steps_per_execution: int = 1
+    checkpoint_every: int = 1
+    resume: bool = False
+    imagenet_weights: Path | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
