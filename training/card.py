@@ -1,0 +1,97 @@
+"""The model card: a markdown page written from a run's metadata and metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fervideo.core import EMOTIONS
+
+
+def write_card(run: Path, notes: str = "") -> Path:
+    """Write `run/README.md` from `metadata.json`, the metrics files and the plots there.
+
+    `notes` (markdown) is added under "Why this recipe"; it is kept from an earlier card.
+    """
+    meta = json.loads((run / "metadata.json").read_text())
+    card = run / "README.md"
+    notes = notes or _kept_notes(card)
+    recipe, data, training = meta["recipe"], meta["data"], meta["training"]
+    metrics_files = sorted(run.glob("metrics_*.json"))
+    lines = [
+        f"# Model card: `{meta['name']}`",
+        "",
+        f"Architecture `{meta['architecture']}`, {meta['parameters']:,} parameters, "
+        f"input {'x'.join(map(str, meta['input']['shape']))} grayscale, "
+        f"standardised inside the model with mean {meta['normalisation']['mean']:.2f} and "
+        f"std {meta['normalisation']['std']:.2f} (the training split's). Classes, in output "
+        f"order: {', '.join(meta['classes'])}.",
+        "",
+        "## Data",
+        f"- Trained on FER2013 `{data['train_split']}` ({data['train_images']:,} images); "
+        f"validation curves on `{data['validation_split']}` ({data['validation_images']:,}).",
+        "- The model is the last epoch's: no checkpoint was picked by its validation score.",
+        "",
+        "## Recipe",
+        f"- {recipe['epochs']} epochs, batch {recipe['batch_size']}, {recipe['optimizer']}, "
+        f"learning rate {recipe['learning_rate']} ({recipe['schedule']}), weight decay "
+        f"{recipe['weight_decay']}, {recipe['loss']} with label smoothing "
+        f"{recipe['label_smoothing']}, {'bfloat16 mixed' if recipe['mixed_precision'] else 'float32'} "
+        f"precision, seed {recipe['seed']}.",
+        f"- Augmentation: {_augment_text(recipe['augment'])}.",
+        f"- Trained in {training['seconds'] / 60:.1f} min on {training['device']} "
+        f"(Keras {meta['keras_version']}, {training['backend']} backend).",
+        f"- Reproduce: `{_command(meta)}`",
+    ]
+    if notes:
+        lines += ["", "## Why this recipe", notes.strip()]
+    lines += ["", "## Results", "",
+              "| split | test-time augmentation | accuracy | loss | macro-F1 | "
+              + " | ".join(f"recall {c}" for c in EMOTIONS) + " |",
+              "|---" * (5 + len(EMOTIONS)) + "|"]
+    for path in metrics_files:
+        m = json.loads(path.read_text())
+        lines.append(f"| {m['split']} | {m['tta']} | {m['accuracy']:.2%} | {m['loss']:.3f} | "
+                     f"{m['macro_f1']:.3f} | "
+                     + " | ".join(f"{m['per_class'][c]['recall']:.1%}" for c in EMOTIONS) + " |")
+    extra = run / "EXTRA.md"
+    if extra.is_file():
+        lines += ["", extra.read_text().strip()]
+    lines += ["", "## Curves", "", "![accuracy and loss](curves.png)", "", "## Confusion", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in sorted(run.glob("confusion_*.png"))]
+    card.write_text("\n".join(lines) + "\n")
+    return card
+
+
+def _kept_notes(card: Path) -> str:
+    if not card.is_file():
+        return ""
+    text = card.read_text()
+    start = text.find("## Why this recipe")
+    if start < 0:
+        return ""
+    body = text[start + len("## Why this recipe"):]
+    return body[: body.find("\n## ")].strip() if "\n## " in body else body.strip()
+
+
+def _augment_text(augment: dict) -> str:
+    parts = []
+    if augment["flip"]:
+        parts.append("horizontal flip")
+    if augment["rotation_deg"]:
+        parts.append(f"rotation ±{augment['rotation_deg']}°")
+    if augment["zoom"]:
+        parts.append(f"zoom ±{augment['zoom']:.0%}")
+    if augment["shift"]:
+        parts.append(f"shift ±{augment['shift']:.0%}")
+    if augment["erasing"]:
+        parts.append(f"random erasing (p={augment['erasing']})")
+    return ", ".join(parts) or "none"
+
+
+def _command(meta: dict) -> str:
+    r = meta["recipe"]
+    return (f"fervideo train --model {meta['architecture']} --data fer2013 --epochs {r['epochs']} "
+            f"--batch-size {r['batch_size']} --lr {r['learning_rate']} "
+            f"--weight-decay {r['weight_decay']} --label-smoothing {r['label_smoothing']} "
+            f"--seed {r['seed']}" + (" --mixed-precision" if r["mixed_precision"] else ""))

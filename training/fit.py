@@ -1,0 +1,289 @@
+"""One training run: data, model, schedule, checkpoints that resume, and every output.
+
+A run folder holds, while training: `checkpoint.keras` (model + optimizer, rewritten
+atomically after every epoch), `state.json` and `history.csv`; when done: `model.keras`
+(float32, inference only), `metadata.json`, `metrics_<split>.json`, `curves.png`,
+`confusion_<split>.png` and the model card `README.md`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from fervideo import __version__
+from fervideo.config import CROP_SIZE, TrainConfig
+from fervideo.core import EMOTIONS, FervideoError
+from training import architectures
+from training.augment import augmentation
+from training.card import write_card
+from training.data import Split, available_splits, load_split
+from training.evaluate import evaluate_split, write_metrics
+from training.plots import plot_history
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class RunState:
+    """What survives an interruption besides the checkpoint: progress and the plan."""
+
+    epochs_done: int = 0
+    epochs_total: int = 0
+    train_seconds: float = 0.0
+    architecture: str = ""
+    mean: float = 0.0
+    std: float = 0.0
+
+    @classmethod
+    def read(cls, path: Path) -> RunState:
+        return cls(**json.loads(path.read_text())) if path.is_file() else cls()
+
+    def write(self, path: Path) -> None:
+        _atomic_write_text(path, json.dumps(dataclasses.asdict(self)))
+
+
+def train(config: TrainConfig, time_budget_s: float | None = None) -> Path:
+    """Train `config.architecture` on FER2013 and write every output into `config.out`.
+
+    With `time_budget_s`, the number of epochs is cut (never raised) to what fits in the
+    budget at the speed measured in the second epoch; the schedule is planned on that.
+    Returns the path of the final `model.keras`.
+    """
+    out = Path(config.out)
+    state_path, checkpoint = out / "state.json", out / "checkpoint.keras"
+    if checkpoint.exists() and not config.resume:
+        raise FervideoError(f"{out} already holds a training run: pass --resume to continue "
+                            "it or choose another --out.")
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+
+    train_data, val_data = _load_data(config)
+    mean, std = float(train_data.x.mean()), float(train_data.x.std())
+    state = RunState.read(state_path) if config.resume else RunState()
+    state.epochs_total = state.epochs_total or config.epochs
+    state.architecture, state.mean, state.std = config.architecture, mean, std
+
+    if config.mixed_precision:
+        keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        if checkpoint.exists():
+            log.info("resuming %s after epoch %d of %d", out, state.epochs_done, state.epochs_total)
+            train_model = keras.saving.load_model(checkpoint)
+        else:
+            train_model = _training_model(config, mean, std)
+        callbacks = [
+            _Schedule(config, state),
+            keras.callbacks.CSVLogger(str(out / "history.csv"), append=state.epochs_done > 0),
+            *([_TimeBudget(state, time_budget_s)] if time_budget_s else []),
+            _Checkpoint(checkpoint, state, state_path, config.checkpoint_every),
+        ]
+        if state.epochs_done < state.epochs_total:
+            train_model.fit(
+                train_data.x.astype(np.float32), _one_hot(train_data.y),
+                validation_data=(val_data.x.astype(np.float32), _one_hot(val_data.y)) if val_data else None,
+                batch_size=config.batch_size, epochs=state.epochs_total,
+                initial_epoch=state.epochs_done, shuffle=True, callbacks=callbacks, verbose=2,
+            )
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+
+    model = _inference_model(config, train_model, mean, std)
+    model_path = out / "model.keras"
+    tmp = out / "model.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, model_path)
+    _finish(config, model, model_path, train_data, val_data, mean, std, state)
+    return model_path
+
+
+def _load_data(config: TrainConfig) -> tuple[Split, Split | None]:
+    train_data = load_split(config.data, "Training")
+    if config.holdout:
+        rng = np.random.default_rng(config.seed)
+        val_mask = np.zeros(len(train_data), bool)
+        for label in range(len(EMOTIONS)):  # stratified: the same share of every class
+            members = np.flatnonzero(train_data.y == label)
+            val_mask[rng.choice(members, round(len(members) * config.holdout), replace=False)] = True
+        return (train_data.subset(~val_mask, "Training"),
+                train_data.subset(val_mask, f"Training holdout {config.holdout:.0%}"))
+    present = available_splits(config.data)
+    for split in ("val", "PublicTest"):
+        if split in present:
+            return train_data, load_split(config.data, split)
+    log.warning("no validation split in %s: training without validation curves", config.data)
+    return train_data, None
+
+
+def _one_hot(y: np.ndarray) -> np.ndarray:
+    return np.eye(len(EMOTIONS), dtype=np.float32)[y]
+
+
+def _architecture_options(config: TrainConfig) -> dict:
+    if config.architecture == "resnet_imagenet":
+        return {"weights": config.imagenet_weights}
+    return {}
+
+
+def _training_model(config: TrainConfig, mean: float, std: float) -> keras.Model:
+    core = architectures.build(config.architecture, mean, std, **_architecture_options(config))
+    inputs = keras.Input((CROP_SIZE, CROP_SIZE, 1), name="pixels")
+    outputs = core(augmentation(config.augment, config.seed)(inputs))
+    model = keras.Model(inputs, outputs, name="train_" + config.architecture)
+    model.compile(
+        optimizer=keras.optimizers.SGD(config.learning_rate, momentum=0.9, nesterov=True,
+                                       weight_decay=config.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+        steps_per_execution=config.steps_per_execution,
+    )
+    return model
+
+
+def _inference_model(config: TrainConfig, train_model: keras.Model, mean: float, std: float) -> keras.Model:
+    """The trained network alone, rebuilt in float32 (also after bfloat16 training)."""
+    trained = train_model.get_layer(config.architecture)
+    options = {"weights": None} if config.architecture.startswith("resnet") else {}
+    model = architectures.ARCHITECTURES["resnet" if config.architecture == "resnet_imagenet"
+                                        else config.architecture](mean, std, **options)
+    model.name = config.architecture
+    model.set_weights([np.asarray(w, np.float32) for w in trained.get_weights()])
+    return model
+
+
+def _finish(config: TrainConfig, model: keras.Model, model_path: Path, train_data: Split,
+            val_data: Split | None, mean: float, std: float, state: RunState) -> None:
+    out = model_path.parent
+    history = pd.read_csv(out / "history.csv")
+    plot_history(history, out / "curves.png", title=f"{config.architecture} on FER2013")
+    metrics = None
+    if val_data is not None:
+        metrics = evaluate_split(model, val_data)
+        write_metrics(metrics, out, title=f"{config.architecture} on {val_data.name}")
+    metadata = {
+        "name": config.architecture,
+        "architecture": config.architecture,
+        "classes": list(EMOTIONS),
+        "input": {"shape": [CROP_SIZE, CROP_SIZE, 1], "pixels": "grayscale 0-255, float32",
+                  "normalisation": "inside the model: (pixel - mean) / std"},
+        "normalisation": {"mean": mean, "std": std},
+        "parameters": model.count_params(),
+        "data": {"source": str(config.data), "train_split": train_data.name,
+                 "train_images": len(train_data),
+                 "validation_split": val_data.name if val_data else None,
+                 "validation_images": len(val_data) if val_data else 0},
+        "recipe": {**_jsonable(dataclasses.asdict(config)), "epochs": state.epochs_done,
+                   "optimizer": "SGD, Nesterov momentum 0.9, decoupled weight decay",
+                   "schedule": f"linear warm-up {config.warmup_epochs} epoch(s), then cosine to 0",
+                   "loss": "categorical cross-entropy"},
+        "training": {"seconds": round(state.train_seconds, 1), "backend": keras.backend.backend(),
+                     "device": _device_name(), "host": platform.machine()},
+        "metrics": None if metrics is None else {
+            "split": metrics.split, "accuracy": metrics.accuracy, "loss": metrics.loss,
+            "macro_f1": metrics.macro_f1,
+            "recall": {k: v["recall"] for k, v in metrics.per_class.items()}},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "fervideo_version": __version__,
+        "keras_version": keras.__version__,
+    }
+    _atomic_write_text(out / "metadata.json", json.dumps(metadata, indent=2))
+    write_card(out)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return str(value) if isinstance(value, Path) else value
+
+
+def _device_name() -> str:
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return str(jax.devices()[0].device_kind)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return gpus[0].name if gpus else f"CPU ({os.cpu_count()} cores)"
+    return keras.backend.backend()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class _Schedule(keras.callbacks.Callback):
+    """Per-epoch learning rate: linear warm-up, then cosine decay to 0 at `epochs_total`."""
+
+    def __init__(self, config: TrainConfig, state: RunState):
+        super().__init__()
+        self.config, self.state = config, state
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        warmup, total = self.config.warmup_epochs, self.state.epochs_total
+        if epoch < warmup:
+            factor = (epoch + 1) / (warmup + 1)
+        else:
+            factor = 0.5 * (1 + math.cos(math.pi * (epoch - warmup) / max(total - warmup, 1)))
+        self.model.optimizer.learning_rate.assign(self.config.learning_rate * factor)
+
+
+class _Checkpoint(keras.callbacks.Callback):
+    """Every `every` epochs and at the last: the whole training model (with optimizer state)
+    and the run state, atomically; so a killed run resumes at the last saved epoch."""
+
+    def __init__(self, path: Path, state: RunState, state_path: Path, every: int):
+        super().__init__()
+        self.path, self.state, self.state_path, self.every = path, state, state_path, every
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.state.epochs_done = epoch + 1
+        self.state.train_seconds += time.perf_counter() - self.started
+        if self.state.epochs_done % self.every and self.state.epochs_done < self.state.epochs_total:
+            return
+        tmp = self.path.with_name("checkpoint.tmp.keras")
+        self.model.save(tmp)
+        os.replace(tmp, self.path)
+        self.state.write(self.state_path)
+
+
+class _TimeBudget(keras.callbacks.Callback):
+    """Cuts `epochs_total` to what fits in the budget, judged on the second epoch's speed
+    (the first includes compilation)."""
+
+    def __init__(self, state: RunState, budget_s: float):
+        super().__init__()
+        self.state, self.budget_s = state, budget_s
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if epoch == 1 and self.state.epochs_done <= 2:
+            per_epoch = time.perf_counter() - self.started
+            # train_seconds holds epoch 0 only here: the checkpoint callback runs after us
+            fits = 1 + int((self.budget_s - self.state.train_seconds) / per_epoch)
+            fits = max(fits, 2)
+            if fits < self.state.epochs_total:
+                log.warning("time budget: %.1f s an epoch, training %d epochs instead of %d",
+                            per_epoch, fits, self.state.epochs_total)
+                self.state.epochs_total = fits
+        if epoch + 1 >= self.state.epochs_total:
+            self.model.stop_training = True
