@@ -88,5 +88,8 @@ def _read(folder: Path, path: Path | None = None) -> ModelInfo:
     path = path or folder / MODEL_FILE
     meta_file = path.with_suffix(".json") if path.name != MODEL_FILE else folder / METADATA_FILE
     metadata = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-    return ModelInfo(name=metadata.get("name", path.stem if path.name != MODEL_FILE else folder.name),
-                     path=path, metadata=metadata)
+    return ModelInfo(
+        name=metadata.get("name", path.stem if path.name != MODEL_FILE else folder.name),
+        path=path,
+        metadata=metadata,
+    )

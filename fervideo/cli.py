@@ -181,9 +181,151 @@ def _quiet_native_logs() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Training side: the `train`, `evaluate` and `models` commands go below this line.
-# Import their functions inside the command bodies, so that `fervideo --help` stays instant.
+# Training side: `train`, `evaluate` and `models`. Their modules are imported inside the
+# command bodies, so that `fervideo --help` stays instant.
 # ---------------------------------------------------------------------------------------------
+
+
+class TTA(str, Enum):
+    """Test-time augmentation modes of `evaluate` (see fervideo.tta)."""
+
+    none = "none"
+    flip = "flip"
+    crops = "crops"
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option(help="Architecture: custom_cnn, resnet, resnet_imagenet or resvgg.")],
+    data: Annotated[
+        Path, typer.Option(help="FER2013: the Kaggle fer2013.csv or the folder with train/ and test/.")
+    ],
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Passes over the training split (study: 150). [default: the model's recipe]"
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Images per step. [default: the model's recipe]")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder. [default: runs/<model>]")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out.")] = False,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    lr: Annotated[float | None, typer.Option(min=0.0, help="Peak learning rate.")] = None,
+    weight_decay: Annotated[float | None, typer.Option(min=0.0, help="Decoupled weight decay.")] = None,
+    label_smoothing: Annotated[float | None, typer.Option(min=0.0, max=0.5, help="Label smoothing.")] = None,
+    mixed_precision: Annotated[
+        bool | None, typer.Option(help="Train in bfloat16 (1.2-1.6x faster on recent CPUs).")
+    ] = None,
+    holdout: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=0.5, help="Validate on this share of Training instead of PublicTest."),
+    ] = None,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(min=1.0, help="Minutes: cut the epochs to what fits, judged on the second epoch."),
+    ] = None,
+    imagenet_weights: Annotated[
+        Path | None, typer.Option(help="ResNet-50 ImageNet no-top weights .h5 for resnet_imagenet.")
+    ] = None,
+) -> None:
+    """Train an emotion model on FER2013: checkpoints every epoch, curves, confusion
+    matrices, metrics and a model card in the run folder.
+
+    Options left out take the model's bundled recipe (training/recipes.py). On a 2-core CPU
+    an epoch takes about 2 minutes for resvgg and 3-4 for the others.
+    """
+    import logging
+    from dataclasses import replace
+
+    _quiet_native_logs()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from fervideo.config import TrainConfig
+    from training.fit import train as fit
+    from training.recipes import RECIPES
+
+    base = RECIPES.get(model, TrainConfig(architecture=model))
+    given = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+        "learning_rate": lr,
+        "weight_decay": weight_decay,
+        "label_smoothing": label_smoothing,
+        "mixed_precision": mixed_precision,
+        "holdout": holdout,
+        "imagenet_weights": imagenet_weights,
+    }
+    config = replace(
+        base,
+        architecture=model,
+        data=data,
+        out=out or Path("runs") / model,
+        resume=resume,
+        **{k: v for k, v in given.items() if v is not None},
+    )
+    try:
+        path = fit(config, time_budget_s=time_budget * 60 if time_budget else None)
+    except FervideoError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"model: {path}\ncard: {path.parent / 'README.md'}")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Option(help="Bundled model name, 'default', or a .keras file.")] = "default",
+    data: Annotated[
+        Path, typer.Option(help="FER2013: the Kaggle fer2013.csv or the folder with train/ and test/.")
+    ] = Path("fer2013"),
+    split: Annotated[
+        str, typer.Option(help="Training, PublicTest, PrivateTest, val or test.")
+    ] = "PublicTest",
+    tta: Annotated[
+        TTA, typer.Option(help="Test-time augmentation: flip (2 views) or crops (10).")
+    ] = TTA.none,
+    out: Annotated[Path | None, typer.Option(help="Also write metrics JSON and confusion PNG here.")] = None,
+) -> None:
+    """Accuracy, loss, per-class precision/recall and macro-F1 of a model on a split."""
+    _quiet_native_logs()
+    from fervideo.core import EMOTIONS
+    from training.evaluate import evaluate as run_evaluation
+
+    try:
+        metrics = run_evaluation(model, data, split, tta.value, out)
+    except FervideoError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(
+        f"{split}: {metrics.images} images, TTA {metrics.tta}\n"
+        f"accuracy {metrics.accuracy:.2%}  loss {metrics.loss:.4f}  macro-F1 {metrics.macro_f1:.3f}"
+    )
+    typer.echo(f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
+    for name in EMOTIONS:
+        c = metrics.per_class[name]
+        typer.echo(f"{name:<10}{c['precision']:>10.1%}{c['recall']:>10.1%}{c['f1']:>10.3f}{c['support']:>10}")
+
+
+@app.command()
+def models() -> None:
+    """List the bundled models with their architecture, size and recorded accuracy."""
+    from fervideo.catalog import list_models
+    from fervideo.config import DEFAULT_MODEL
+
+    found = list_models()
+    if not found:
+        typer.echo("no bundled models found (looked in the package and the repository's models/)")
+        raise typer.Exit(code=1)
+    typer.echo(f"{'name':<18}{'architecture':<16}{'parameters':>12}{'size MB':>9}{'accuracy':>10}  split")
+    for info in found:
+        meta, metrics = info.metadata, info.metadata.get("metrics") or {}
+        accuracy = f"{metrics['accuracy']:.2%}" if "accuracy" in metrics else "-"
+        name = info.name + (" (default)" if info.name == DEFAULT_MODEL else "")
+        typer.echo(
+            f"{name:<18}{meta.get('architecture', '?'):<16}{meta.get('parameters', 0):>12,}"
+            f"{info.path.stat().st_size / 1e6:>9.1f}{accuracy:>10}  {metrics.get('split', '-')}"
+        )
 
 
 def main() -> None:

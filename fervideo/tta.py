@@ -32,4 +32,4 @@ def _shift(crops: np.ndarray, dy: int, dx: int) -> np.ndarray:
     widths = [(0, 0), (pad, pad), (pad, pad)] + [(0, 0)] * (crops.ndim - 3)
     padded = np.pad(crops, widths, mode="reflect")
     h, w = crops.shape[1:3]
-    return padded[:, pad - dy: pad - dy + h, pad - dx: pad - dx + w]
+    return padded[:, pad - dy : pad - dy + h, pad - dx : pad - dx + w]

@@ -18,7 +18,9 @@ from fervideo.config import CROP_SIZE
 from fervideo.core import EMOTIONS, FervideoError
 
 IMAGENET_NOTOP_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-IMAGENET_NOTOP_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_NOTOP_FILE
+IMAGENET_NOTOP_URL = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_NOTOP_FILE
+)
 IMAGENET_NOTOP_MD5 = "4d473c1dd8becc155b73f8504c6f6626"  # the hash Keras itself checks
 
 
@@ -34,8 +36,7 @@ def _softmax_head(x: keras.KerasTensor) -> keras.KerasTensor:
 
 
 def _conv_bn_relu(x, filters: int, name: str, strides: int = 1):
-    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
-                      name=name + "_conv")(x)
+    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=name + "_conv")(x)
     x = layers.BatchNormalization(name=name + "_bn")(x)
     return layers.ReLU(name=name + "_relu")(x)
 
@@ -95,8 +96,10 @@ def resnet(mean: float, std: float, weights: str | Path | None = None) -> keras.
     inputs, x = _standardised_input(mean, std)
     x = layers.Concatenate(name="to_rgb")([x, x, x])
     backbone = keras.applications.ResNet50(
-        include_top=False, weights=None if weights is None else str(weights),
-        input_shape=(CROP_SIZE, CROP_SIZE, 3))
+        include_top=False,
+        weights=None if weights is None else str(weights),
+        input_shape=(CROP_SIZE, CROP_SIZE, 3),
+    )
     x = backbone(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     return keras.Model(inputs, _softmax_head(x), name="resnet")
@@ -128,8 +131,11 @@ def imagenet_weights_path(explicit: str | Path | None = None) -> Path:
     if cached.is_file():
         return cached
     try:
-        return Path(keras.utils.get_file(IMAGENET_NOTOP_FILE, IMAGENET_NOTOP_URL,
-                                         cache_subdir="models", file_hash=IMAGENET_NOTOP_MD5))
+        return Path(
+            keras.utils.get_file(
+                IMAGENET_NOTOP_FILE, IMAGENET_NOTOP_URL, cache_subdir="models", file_hash=IMAGENET_NOTOP_MD5
+            )
+        )
     except Exception as error:  # any download failure means the same thing to the user
         raise FervideoError(
             f"ImageNet weights could not be downloaded ({type(error).__name__}): put "
@@ -150,6 +156,5 @@ ARCHITECTURES: dict[str, Builder] = {
 def build(name: str, mean: float, std: float, **options) -> keras.Model:
     """Build architecture `name` with the given normalisation statistics."""
     if name not in ARCHITECTURES:
-        raise FervideoError(f"unknown architecture {name!r}; expected one of "
-                            f"{', '.join(ARCHITECTURES)}.")
+        raise FervideoError(f"unknown architecture {name!r}; expected one of {', '.join(ARCHITECTURES)}.")
     return ARCHITECTURES[name](mean, std, **options)

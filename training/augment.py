@@ -18,14 +18,13 @@ def augmentation(config: AugmentConfig, seed: int) -> keras.Sequential:
     if config.flip:
         steps.append(layers.RandomFlip("horizontal", seed=seed))
     if config.rotation_deg:
-        steps.append(layers.RandomRotation(config.rotation_deg / 360, fill_mode="reflect",
-                                           seed=seed + 1))
+        steps.append(layers.RandomRotation(config.rotation_deg / 360, fill_mode="reflect", seed=seed + 1))
     if config.zoom:
         steps.append(layers.RandomZoom(config.zoom, fill_mode="reflect", seed=seed + 2))
     if config.shift:
-        steps.append(layers.RandomTranslation(config.shift, config.shift, fill_mode="reflect",
-                                              seed=seed + 3))
+        steps.append(layers.RandomTranslation(config.shift, config.shift, fill_mode="reflect", seed=seed + 3))
     if config.erasing:
-        steps.append(layers.RandomErasing(config.erasing, scale=(0.02, 0.2),
-                                          value_range=(0, 255), seed=seed + 4))
+        steps.append(
+            layers.RandomErasing(config.erasing, scale=(0.02, 0.2), value_range=(0, 255), seed=seed + 4)
+        )
     return keras.Sequential(steps, name="augment")

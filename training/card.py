@@ -45,15 +45,23 @@ def write_card(run: Path, notes: str = "") -> Path:
     ]
     if notes:
         lines += ["", "## Why this recipe", notes.strip()]
-    lines += ["", "## Results", "",
-              "| split | test-time augmentation | accuracy | loss | macro-F1 | "
-              + " | ".join(f"recall {c}" for c in EMOTIONS) + " |",
-              "|---" * (5 + len(EMOTIONS)) + "|"]
+    lines += [
+        "",
+        "## Results",
+        "",
+        "| split | test-time augmentation | accuracy | loss | macro-F1 | "
+        + " | ".join(f"recall {c}" for c in EMOTIONS)
+        + " |",
+        "|---" * (5 + len(EMOTIONS)) + "|",
+    ]
     for path in metrics_files:
         m = json.loads(path.read_text())
-        lines.append(f"| {m['split']} | {m['tta']} | {m['accuracy']:.2%} | {m['loss']:.3f} | "
-                     f"{m['macro_f1']:.3f} | "
-                     + " | ".join(f"{m['per_class'][c]['recall']:.1%}" for c in EMOTIONS) + " |")
+        lines.append(
+            f"| {m['split']} | {m['tta']} | {m['accuracy']:.2%} | {m['loss']:.3f} | "
+            f"{m['macro_f1']:.3f} | "
+            + " | ".join(f"{m['per_class'][c]['recall']:.1%}" for c in EMOTIONS)
+            + " |"
+        )
     extra = run / "EXTRA.md"
     if extra.is_file():
         lines += ["", extra.read_text().strip()]
@@ -70,7 +78,7 @@ def _kept_notes(card: Path) -> str:
     start = text.find("## Why this recipe")
     if start < 0:
         return ""
-    body = text[start + len("## Why this recipe"):]
+    body = text[start + len("## Why this recipe") :]
     return body[: body.find("\n## ")].strip() if "\n## " in body else body.strip()
 
 
@@ -91,7 +99,9 @@ def _augment_text(augment: dict) -> str:
 
 def _command(meta: dict) -> str:
     r = meta["recipe"]
-    return (f"fervideo train --model {meta['architecture']} --data fer2013 --epochs {r['epochs']} "
-            f"--batch-size {r['batch_size']} --lr {r['learning_rate']} "
-            f"--weight-decay {r['weight_decay']} --label-smoothing {r['label_smoothing']} "
-            f"--seed {r['seed']}" + (" --mixed-precision" if r["mixed_precision"] else ""))
+    return (
+        f"fervideo train --model {meta['architecture']} --data fer2013 --epochs {r['epochs']} "
+        f"--batch-size {r['batch_size']} --lr {r['learning_rate']} "
+        f"--weight-decay {r['weight_decay']} --label-smoothing {r['label_smoothing']} "
+        f"--seed {r['seed']}" + (" --mixed-precision" if r["mixed_precision"] else "")
+    )

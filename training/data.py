@@ -28,8 +28,13 @@ log = logging.getLogger(__name__)
 
 #: Split names a user may ask for; "test" is the image-folder test set without prefixes.
 SPLITS = ("Training", "PublicTest", "PrivateTest", "val", "test")
-_FOLDER_OF_SPLIT = {"Training": "train", "PublicTest": "test", "PrivateTest": "test",
-                    "test": "test", "val": "val"}
+_FOLDER_OF_SPLIT = {
+    "Training": "train",
+    "PublicTest": "test",
+    "PrivateTest": "test",
+    "test": "test",
+    "val": "val",
+}
 
 
 @dataclass(frozen=True)
@@ -77,8 +82,10 @@ def load_split(path: str | Path, split: str) -> Split:
 def _existing(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
-        raise FervideoError(f"FER2013 data not found at {path}: give the Kaggle fer2013.csv "
-                            "or the folder holding train/ and test/.")
+        raise FervideoError(
+            f"FER2013 data not found at {path}: give the Kaggle fer2013.csv "
+            "or the folder holding train/ and test/."
+        )
     return path
 
 
@@ -89,8 +96,9 @@ def _load_csv(path: Path, split: str) -> Split:
         reader = csv.DictReader(f)
         missing = {"emotion", "pixels", "Usage"} - set(reader.fieldnames or [])
         if missing:
-            raise FervideoError(f"{path} is not a FER2013 CSV: missing column(s) "
-                                f"{', '.join(sorted(missing))}.")
+            raise FervideoError(
+                f"{path} is not a FER2013 CSV: missing column(s) {', '.join(sorted(missing))}."
+            )
         for line, row in enumerate(reader, start=2):
             if row["Usage"] != split:
                 continue
@@ -98,13 +106,14 @@ def _load_csv(path: Path, split: str) -> Split:
                 label = int(row["emotion"])
                 values = np.array(row["pixels"].split(), dtype=np.int64)
             except (ValueError, AttributeError):
-                raise FervideoError(f"{path}, line {line}: emotion and pixels must be "
-                                    "integers.") from None
+                raise FervideoError(f"{path}, line {line}: emotion and pixels must be integers.") from None
             if not 0 <= label < len(EMOTIONS):
                 raise FervideoError(f"{path}, line {line}: emotion {label} is not in 0-6.")
             if values.size != pixels_per_image or values.min() < 0 or values.max() > 255:
-                raise FervideoError(f"{path}, line {line}: expected {pixels_per_image} pixel "
-                                    f"values in 0-255, got {values.size}.")
+                raise FervideoError(
+                    f"{path}, line {line}: expected {pixels_per_image} pixel "
+                    f"values in 0-255, got {values.size}."
+                )
             images.append(values.astype(np.uint8).reshape(CROP_SIZE, CROP_SIZE))
             labels.append(label)
     return _stack(split, images, labels)
@@ -125,16 +134,18 @@ def _load_folder(root: Path, split: str) -> Split:
         return _stack(split, [], [])
     unknown = sorted(d.name for d in folder.iterdir() if d.is_dir() and d.name not in EMOTIONS)
     if unknown:
-        raise FervideoError(f"{folder} has class folder(s) {', '.join(unknown)}; expected only "
-                            f"{', '.join(EMOTIONS)}.")
+        raise FervideoError(
+            f"{folder} has class folder(s) {', '.join(unknown)}; expected only {', '.join(EMOTIONS)}."
+        )
     files = sorted(_image_files(folder, split))
     labels = [EMOTIONS.index(p.parent.name) for p in files]
     with ThreadPoolExecutor() as pool:  # cv2 releases the GIL while decoding
         images = list(pool.map(_read_gray, files))
     resized = sum(shape != (CROP_SIZE, CROP_SIZE) for _, shape in images)
     if resized:
-        log.warning("%d image(s) in %s were not %dx%d and were resized.",
-                    resized, folder, CROP_SIZE, CROP_SIZE)
+        log.warning(
+            "%d image(s) in %s were not %dx%d and were resized.", resized, folder, CROP_SIZE, CROP_SIZE
+        )
     return _stack(split, [image for image, _ in images], labels)
 
 
@@ -150,6 +161,7 @@ def _read_gray(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
 def _stack(split: str, images: list[np.ndarray], labels: list[int]) -> Split:
     x = np.stack(images)[..., None] if images else np.zeros((0, CROP_SIZE, CROP_SIZE, 1), np.uint8)
     y = np.asarray(labels, dtype=np.int64)
-    log.info("%s: %d images, per class %s", split, len(y),
-             dict(sorted(Counter(EMOTIONS[i] for i in y).items())))
+    log.info(
+        "%s: %d images, per class %s", split, len(y), dict(sorted(Counter(EMOTIONS[i] for i in y).items()))
+    )
     return Split(split, x, y)

@@ -35,8 +35,7 @@ class Metrics:
 def predict(model: keras.Model, x: np.ndarray, tta: str = "none", batch_size: int = 256) -> np.ndarray:
     """Class probabilities (n, 7) for uint8 (n, 48, 48, 1) images, averaged over TTA views."""
     views = tta_views(x, tta)
-    total = sum(model.predict(v.astype(np.float32), batch_size=batch_size, verbose=0)
-                for v in views)
+    total = sum(model.predict(v.astype(np.float32), batch_size=batch_size, verbose=0) for v in views)
     return (total / len(views)).astype(np.float32)
 
 
@@ -52,14 +51,22 @@ def score(probs: np.ndarray, y: np.ndarray, split: str, tta: str) -> Metrics:
         precision = tp / max(confusion[:, i].sum(), 1)
         recall = tp / max(confusion[i].sum(), 1)
         f1 = 2 * precision * recall / max(precision + recall, 1e-12)
-        per_class[name] = {"precision": float(precision), "recall": float(recall),
-                           "f1": float(f1), "support": int(confusion[i].sum())}
+        per_class[name] = {
+            "precision": float(precision),
+            "recall": float(recall),
+            "f1": float(f1),
+            "support": int(confusion[i].sum()),
+        }
     loss = -np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)).mean()
     return Metrics(
-        split=split, images=int(len(y)), tta=tta,
-        accuracy=float((predicted == y).mean()), loss=float(loss),
+        split=split,
+        images=len(y),
+        tta=tta,
+        accuracy=float((predicted == y).mean()),
+        loss=float(loss),
         macro_f1=float(np.mean([c["f1"] for c in per_class.values()])),
-        per_class=per_class, confusion=confusion.tolist(),
+        per_class=per_class,
+        confusion=confusion.tolist(),
     )
 
 
@@ -67,8 +74,13 @@ def evaluate_split(model: keras.Model, data: Split, tta: str = "none") -> Metric
     return score(predict(model, data.x, tta), data.y, data.name, tta)
 
 
-def evaluate(model: str | Path, data: str | Path, split: str = "PublicTest", tta: str = "none",
-             out: str | Path | None = None) -> Metrics:
+def evaluate(
+    model: str | Path,
+    data: str | Path,
+    split: str = "PublicTest",
+    tta: str = "none",
+    out: str | Path | None = None,
+) -> Metrics:
     """Evaluate a bundled model name or `.keras` path on `split` of the FER2013 at `data`;
     with `out`, also write metrics.json and confusion.png there."""
     info = resolve_model(model)
@@ -83,5 +95,8 @@ def write_metrics(metrics: Metrics, out: Path, title: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     suffix = "" if metrics.tta == "none" else f"_tta-{metrics.tta}"
     (out / f"metrics_{metrics.split}{suffix}.json").write_text(metrics.to_json())
-    plot_confusion(np.array(metrics.confusion), out / f"confusion_{metrics.split}{suffix}.png",
-                   title=f"{title} (accuracy {metrics.accuracy:.1%})")
+    plot_confusion(
+        np.array(metrics.confusion),
+        out / f"confusion_{metrics.split}{suffix}.png",
+        title=f"{title} (accuracy {metrics.accuracy:.1%})",
+    )

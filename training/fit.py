@@ -64,8 +64,9 @@ def train(config: TrainConfig, time_budget_s: float | None = None) -> Path:
     out = Path(config.out)
     state_path, checkpoint = out / "state.json", out / "checkpoint.keras"
     if checkpoint.exists() and not config.resume:
-        raise FervideoError(f"{out} already holds a training run: pass --resume to continue "
-                            "it or choose another --out.")
+        raise FervideoError(
+            f"{out} already holds a training run: pass --resume to continue it or choose another --out."
+        )
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
 
@@ -91,10 +92,15 @@ def train(config: TrainConfig, time_budget_s: float | None = None) -> Path:
         ]
         if state.epochs_done < state.epochs_total:
             train_model.fit(
-                train_data.x.astype(np.float32), _one_hot(train_data.y),
+                train_data.x.astype(np.float32),
+                _one_hot(train_data.y),
                 validation_data=(val_data.x.astype(np.float32), _one_hot(val_data.y)) if val_data else None,
-                batch_size=config.batch_size, epochs=state.epochs_total,
-                initial_epoch=state.epochs_done, shuffle=True, callbacks=callbacks, verbose=2,
+                batch_size=config.batch_size,
+                epochs=state.epochs_total,
+                initial_epoch=state.epochs_done,
+                shuffle=True,
+                callbacks=callbacks,
+                verbose=2,
             )
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
@@ -116,8 +122,10 @@ def _load_data(config: TrainConfig) -> tuple[Split, Split | None]:
         for label in range(len(EMOTIONS)):  # stratified: the same share of every class
             members = np.flatnonzero(train_data.y == label)
             val_mask[rng.choice(members, round(len(members) * config.holdout), replace=False)] = True
-        return (train_data.subset(~val_mask, "Training"),
-                train_data.subset(val_mask, f"Training holdout {config.holdout:.0%}"))
+        return (
+            train_data.subset(~val_mask, "Training"),
+            train_data.subset(val_mask, f"Training holdout {config.holdout:.0%}"),
+        )
     present = available_splits(config.data)
     for split in ("val", "PublicTest"):
         if split in present:
@@ -142,8 +150,9 @@ def _training_model(config: TrainConfig, mean: float, std: float) -> keras.Model
     outputs = core(augmentation(config.augment, config.seed)(inputs))
     model = keras.Model(inputs, outputs, name="train_" + config.architecture)
     model.compile(
-        optimizer=keras.optimizers.SGD(config.learning_rate, momentum=0.9, nesterov=True,
-                                       weight_decay=config.weight_decay),
+        optimizer=keras.optimizers.SGD(
+            config.learning_rate, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
+        ),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
         steps_per_execution=config.steps_per_execution,
@@ -155,15 +164,24 @@ def _inference_model(config: TrainConfig, train_model: keras.Model, mean: float,
     """The trained network alone, rebuilt in float32 (also after bfloat16 training)."""
     trained = train_model.get_layer(config.architecture)
     options = {"weights": None} if config.architecture.startswith("resnet") else {}
-    model = architectures.ARCHITECTURES["resnet" if config.architecture == "resnet_imagenet"
-                                        else config.architecture](mean, std, **options)
+    model = architectures.ARCHITECTURES[
+        "resnet" if config.architecture == "resnet_imagenet" else config.architecture
+    ](mean, std, **options)
     model.name = config.architecture
     model.set_weights([np.asarray(w, np.float32) for w in trained.get_weights()])
     return model
 
 
-def _finish(config: TrainConfig, model: keras.Model, model_path: Path, train_data: Split,
-            val_data: Split | None, mean: float, std: float, state: RunState) -> None:
+def _finish(
+    config: TrainConfig,
+    model: keras.Model,
+    model_path: Path,
+    train_data: Split,
+    val_data: Split | None,
+    mean: float,
+    std: float,
+    state: RunState,
+) -> None:
     out = model_path.parent
     history = pd.read_csv(out / "history.csv")
     plot_history(history, out / "curves.png", title=f"{config.architecture} on FER2013")
@@ -175,24 +193,42 @@ def _finish(config: TrainConfig, model: keras.Model, model_path: Path, train_dat
         "name": config.architecture,
         "architecture": config.architecture,
         "classes": list(EMOTIONS),
-        "input": {"shape": [CROP_SIZE, CROP_SIZE, 1], "pixels": "grayscale 0-255, float32",
-                  "normalisation": "inside the model: (pixel - mean) / std"},
+        "input": {
+            "shape": [CROP_SIZE, CROP_SIZE, 1],
+            "pixels": "grayscale 0-255, float32",
+            "normalisation": "inside the model: (pixel - mean) / std",
+        },
         "normalisation": {"mean": mean, "std": std},
         "parameters": model.count_params(),
-        "data": {"source": str(config.data), "train_split": train_data.name,
-                 "train_images": len(train_data),
-                 "validation_split": val_data.name if val_data else None,
-                 "validation_images": len(val_data) if val_data else 0},
-        "recipe": {**_jsonable(dataclasses.asdict(config)), "epochs": state.epochs_done,
-                   "optimizer": "SGD, Nesterov momentum 0.9, decoupled weight decay",
-                   "schedule": f"linear warm-up {config.warmup_epochs} epoch(s), then cosine to 0",
-                   "loss": "categorical cross-entropy"},
-        "training": {"seconds": round(state.train_seconds, 1), "backend": keras.backend.backend(),
-                     "device": _device_name(), "host": platform.machine()},
-        "metrics": None if metrics is None else {
-            "split": metrics.split, "accuracy": metrics.accuracy, "loss": metrics.loss,
+        "data": {
+            "source": str(config.data),
+            "train_split": train_data.name,
+            "train_images": len(train_data),
+            "validation_split": val_data.name if val_data else None,
+            "validation_images": len(val_data) if val_data else 0,
+        },
+        "recipe": {
+            **_jsonable(dataclasses.asdict(config)),
+            "epochs": state.epochs_done,
+            "optimizer": "SGD, Nesterov momentum 0.9, decoupled weight decay",
+            "schedule": f"linear warm-up {config.warmup_epochs} epoch(s), then cosine to 0",
+            "loss": "categorical cross-entropy",
+        },
+        "training": {
+            "seconds": round(state.train_seconds, 1),
+            "backend": keras.backend.backend(),
+            "device": _device_name(),
+            "host": platform.machine(),
+        },
+        "metrics": None
+        if metrics is None
+        else {
+            "split": metrics.split,
+            "accuracy": metrics.accuracy,
+            "loss": metrics.loss,
             "macro_f1": metrics.macro_f1,
-            "recall": {k: v["recall"] for k, v in metrics.per_class.items()}},
+            "recall": {k: v["recall"] for k, v in metrics.per_class.items()},
+        },
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "fervideo_version": __version__,
         "keras_version": keras.__version__,
@@ -282,8 +318,12 @@ class _TimeBudget(keras.callbacks.Callback):
             fits = 1 + int((self.budget_s - self.state.train_seconds) / per_epoch)
             fits = max(fits, 2)
             if fits < self.state.epochs_total:
-                log.warning("time budget: %.1f s an epoch, training %d epochs instead of %d",
-                            per_epoch, fits, self.state.epochs_total)
+                log.warning(
+                    "time budget: %.1f s an epoch, training %d epochs instead of %d",
+                    per_epoch,
+                    fits,
+                    self.state.epochs_total,
+                )
                 self.state.epochs_total = fits
         if epoch + 1 >= self.state.epochs_total:
             self.model.stop_training = True

@@ -13,12 +13,19 @@ _COMMON = dict(batch_size=128, weight_decay=5e-3, warmup_epochs=2, mixed_precisi
 
 RECIPES: dict[str, TrainConfig] = {
     # The default: long cosine schedule, strong augmentation, label smoothing.
-    "resvgg": TrainConfig(architecture="resvgg", epochs=60, learning_rate=0.1,
-                          label_smoothing=0.1, **_COMMON),
+    "resvgg": TrainConfig(
+        architecture="resvgg", epochs=60, learning_rate=0.1, label_smoothing=0.1, **_COMMON
+    ),
     # The study's two models, trained as the study did (flip, zoom, rotation; plain
     # cross-entropy) plus shift, with the study's 150 epochs as the ceiling.
-    "custom_cnn": TrainConfig(architecture="custom_cnn", epochs=150, learning_rate=0.05,
-                              augment=AugmentConfig(erasing=0.0), **_COMMON),
-    "resnet": TrainConfig(architecture="resnet", epochs=150, learning_rate=0.1,
-                          augment=AugmentConfig(erasing=0.0), **_COMMON),
+    "custom_cnn": TrainConfig(
+        architecture="custom_cnn",
+        epochs=150,
+        learning_rate=0.05,
+        augment=AugmentConfig(erasing=0.0),
+        **_COMMON,
+    ),
+    "resnet": TrainConfig(
+        architecture="resnet", epochs=150, learning_rate=0.1, augment=AugmentConfig(erasing=0.0), **_COMMON
+    ),
 }

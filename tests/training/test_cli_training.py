@@ -1,0 +1,143 @@
+"""`fervideo train`, `evaluate` and `models` through the CLI, as a new user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fervideo.cli import app
+from fervideo.config import DEFAULT_MODEL
+from training import fit
+from training.recipes import RECIPES
+
+runner = CliRunner()
+
+
+def test_train_forwards_options_over_the_recipe(monkeypatch, tmp_path: Path):
+    calls = []
+    monkeypatch.setattr(
+        fit,
+        "train",
+        lambda config, time_budget_s=None: calls.append((config, time_budget_s)) or tmp_path / "model.keras",
+    )
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "resvgg",
+            "--data",
+            "d.csv",
+            "--epochs",
+            "7",
+            "--lr",
+            "0.02",
+            "--time-budget",
+            "3",
+            "--resume",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    config, budget = calls[0]
+    assert (config.architecture, config.epochs, config.learning_rate) == ("resvgg", 7, 0.02)
+    assert config.resume and budget == 180 and config.out == Path("runs/resvgg")
+    # options not given come from the bundled recipe
+    assert config.label_smoothing == RECIPES["resvgg"].label_smoothing
+    assert config.augment == RECIPES["resvgg"].augment
+
+
+def test_train_one_epoch_writes_every_output(fer_csv: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "custom_cnn",
+            "--data",
+            str(fer_csv),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    for name in (
+        "model.keras",
+        "metadata.json",
+        "history.csv",
+        "curves.png",
+        "confusion_PublicTest.png",
+        "metrics_PublicTest.json",
+        "README.md",
+    ):
+        assert (out / name).is_file(), name
+
+    evaluated = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(out / "model.keras"),
+            "--data",
+            str(fer_csv),
+            "--tta",
+            "flip",
+            "--out",
+            str(tmp_path / "eval"),
+        ],
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "accuracy" in evaluated.output and "surprise" in evaluated.output
+    metrics = json.loads((tmp_path / "eval" / "metrics_PublicTest_tta-flip.json").read_text())
+    assert metrics["tta"] == "flip" and metrics["images"] == 14
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--model", "vgg", "--data", "{csv}"], "unknown architecture"),
+        (["train", "--model", "resvgg", "--data", "{missing}"], "not found"),
+        (["evaluate", "--model", "nope", "--data", "{csv}"], "no bundled model named 'nope'"),
+        (["evaluate", "--model", "{missing}.keras", "--data", "{csv}"], "does not exist"),
+    ],
+)
+def test_errors_are_one_line_and_exit_1(args, message, fer_csv: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = [a.format(csv=fer_csv, missing=tmp_path / "missing") for a in args]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_models_lists_the_bundled_ones(tiny_model: Path, tmp_path: Path, monkeypatch):
+    folder = tmp_path / DEFAULT_MODEL
+    folder.mkdir()
+    (folder / "model.keras").write_bytes(tiny_model.read_bytes())
+    (folder / "metadata.json").write_text(
+        json.dumps(
+            {
+                "name": DEFAULT_MODEL,
+                "architecture": "resvgg",
+                "parameters": 1234,
+                "metrics": {"accuracy": 0.6789, "split": "PublicTest"},
+            }
+        )
+    )
+    monkeypatch.setenv("FERVIDEO_MODELS", str(tmp_path))
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith(DEFAULT_MODEL))
+    assert "(default)" in line and "67.89%" in line and "1,234" in line
+
+
+def test_models_without_any(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("FERVIDEO_MODELS", str(tmp_path))
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 1 and "no bundled models" in result.output

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from fervideo.catalog import resolve_model
+from fervideo.config import TrainConfig
+from fervideo.core import EMOTIONS, FervideoError
+from training import fit
+from training.data import load_split
+
+RUN_OUTPUTS = (
+    "model.keras",
+    "metadata.json",
+    "history.csv",
+    "curves.png",
+    "README.md",
+    "metrics_PublicTest.json",
+    "confusion_PublicTest.png",
+    "checkpoint.keras",
+)
+
+
+def _config(data: Path, out: Path, **changes) -> TrainConfig:
+    return replace(
+        TrainConfig(architecture="resvgg", data=data, out=out, epochs=2, batch_size=16, learning_rate=0.01),
+        **changes,
+    )
+
+
+@pytest.fixture(scope="module")
+def finished_run(fer_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    fit.train(_config(fer_folder, out))
+    return out
+
+
+def test_a_run_writes_every_output(finished_run: Path):
+    for name in RUN_OUTPUTS:
+        assert (finished_run / name).is_file(), name
+    history = pd.read_csv(finished_run / "history.csv")
+    assert history["epoch"].tolist() == [0, 1]
+    assert {"accuracy", "loss", "val_accuracy", "val_loss"} <= set(history.columns)
+    metrics = json.loads((finished_run / "metrics_PublicTest.json").read_text())
+    assert np.array(metrics["confusion"]).sum() == metrics["images"] == 14
+    assert set(metrics["per_class"]) == set(EMOTIONS) and 0 <= metrics["macro_f1"] <= 1
+    card = (finished_run / "README.md").read_text()
+    assert "fervideo train --model resvgg" in card and "curves.png" in card
+
+
+def test_metadata_and_normalisation_round_trip(finished_run: Path, fer_folder: Path):
+    meta = json.loads((finished_run / "metadata.json").read_text())
+    train = load_split(fer_folder, "Training")
+    assert meta["classes"] == list(EMOTIONS) and meta["architecture"] == "resvgg"
+    assert meta["normalisation"]["mean"] == pytest.approx(train.x.mean())
+    assert meta["normalisation"]["std"] == pytest.approx(train.x.std())
+    assert meta["recipe"]["epochs"] == 2 and meta["data"]["train_images"] == len(train)
+    # inference uses exactly the statistics training used: they are inside the model
+    info = resolve_model(finished_run / "model.keras")
+    assert info.metadata == meta
+    layer = keras.saving.load_model(info.path).get_layer("standardise")
+    assert float(np.ravel(layer.mean)[0]) == pytest.approx(train.x.mean(), rel=1e-6)
+    assert float(np.sqrt(np.ravel(layer.variance)[0])) == pytest.approx(train.x.std(), rel=1e-6)
+    # the card's accuracy is what the saved file scores
+    from training.evaluate import evaluate
+
+    assert evaluate(info.path, fer_folder, "PublicTest").accuracy == meta["metrics"]["accuracy"]
+
+
+def test_an_existing_run_is_not_overwritten(finished_run: Path, fer_folder: Path):
+    with pytest.raises(FervideoError, match="--resume"):
+        fit.train(_config(fer_folder, finished_run))
+
+
+def test_resume_after_an_interrupted_run(fer_folder: Path, tmp_path: Path, monkeypatch):
+    original = fit._Checkpoint.on_epoch_end
+
+    def killed_after_first_epoch(self, epoch, logs=None):
+        original(self, epoch, logs)
+        raise KeyboardInterrupt  # as if the user pressed Ctrl-C right after the checkpoint
+
+    monkeypatch.setattr(fit._Checkpoint, "on_epoch_end", killed_after_first_epoch)
+    config = _config(fer_folder, tmp_path, epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        fit.train(config)
+    assert not (tmp_path / "model.keras").exists()
+    assert json.loads((tmp_path / "state.json").read_text())["epochs_done"] == 1
+    saved = keras.saving.load_model(tmp_path / "checkpoint.keras")
+    steps_after_epoch_one = int(saved.optimizer.iterations.numpy())
+
+    monkeypatch.setattr(fit._Checkpoint, "on_epoch_end", original)
+    fit.train(replace(config, resume=True))
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert history["epoch"].tolist() == [0, 1, 2]  # epoch 0 is not trained again
+    resumed = keras.saving.load_model(tmp_path / "checkpoint.keras")
+    assert int(resumed.optimizer.iterations.numpy()) == 3 * steps_after_epoch_one
+    assert json.loads((tmp_path / "metadata.json").read_text())["recipe"]["epochs"] == 3
+
+
+def test_time_budget_cuts_the_epochs(fer_folder: Path, tmp_path: Path):
+    fit.train(_config(fer_folder, tmp_path, epochs=50), time_budget_s=0.01)
+    assert len(pd.read_csv(tmp_path / "history.csv")) == 2
+    assert json.loads((tmp_path / "state.json").read_text())["epochs_total"] == 2
+
+
+def test_holdout_validates_on_a_stratified_share_of_training(fer_csv: Path, tmp_path: Path):
+    fit.train(_config(fer_csv, tmp_path, epochs=1, holdout=0.34))
+    meta = json.loads((tmp_path / "metadata.json").read_text())
+    assert meta["data"]["validation_images"] == 14 and meta["data"]["train_images"] == 28
+    assert meta["metrics"]["split"].startswith("Training holdout")
