@@ -11,7 +11,7 @@ import numpy as np
 from fervideo.catalog import ModelInfo, resolve_model
 from fervideo.config import CROP_SIZE
 from fervideo.core import EMOTIONS, FervideoError
-from fervideo.tta import tta_views
+from fervideo.tta import TTA_MODES, tta_views
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,8 @@ class ExpressionClassifier:
     Args:
         model: bundled model name, "default", or a path to a `.keras` file.
         batch_size: crops per forward pass.
-        tta: also classify the mirrored crops and average the two predictions.
+        tta: test-time augmentation mode (see `fervideo.tta`): predictions of the views
+            are averaged.
 
     Raises:
         FervideoError: unknown model name, unreadable file, or a model that breaks the contract.
@@ -40,7 +41,9 @@ class ExpressionClassifier:
         (n, 7)
     """
 
-    def __init__(self, model: str | Path = "default", batch_size: int = 256, tta: bool = False) -> None:
+    def __init__(self, model: str | Path = "default", batch_size: int = 256, tta: str = "none") -> None:
+        if tta not in TTA_MODES:
+            raise FervideoError(f"unknown TTA mode {tta!r}; expected one of {', '.join(TTA_MODES)}.")
         self.info: ModelInfo = resolve_model(model)
         if self.info.classes != EMOTIONS:
             raise FervideoError(
@@ -62,7 +65,7 @@ class ExpressionClassifier:
         """
         if not len(crops):
             return np.zeros((0, len(EMOTIONS)), np.float32)
-        views = tta_views(crops, "flip" if self.tta else "none")
+        views = tta_views(crops, self.tta)
         probs = np.mean([self._forward(view) for view in views], axis=0)
         sums = probs.sum(axis=1, keepdims=True)
         if np.any(probs < 0) or np.any(np.abs(sums - 1) > _SUM_TOLERANCE):

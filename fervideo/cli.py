@@ -43,6 +43,17 @@ class Detector(str, Enum):
 DEFAULT_DETECTOR = Detector(DEFAULTS.detector)
 
 
+class TTA(str, Enum):
+    """Test-time augmentation modes (see fervideo.tta)."""
+
+    none = "none"
+    flip = "flip"
+    crops = "crops"
+
+
+DEFAULT_TTA = TTA(DEFAULTS.tta)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"fervideo {__version__}")
@@ -78,8 +89,9 @@ def analyze(
         int, typer.Option(min=1, help="Face crops per classifier call.")
     ] = DEFAULTS.batch_size,
     tta: Annotated[
-        bool, typer.Option(help="Also classify mirrored crops and average (about 2x slower).")
-    ] = False,
+        TTA,
+        typer.Option(help="Test-time augmentation: flip (2x classifier time) or crops (10x)."),
+    ] = DEFAULT_TTA,
     overwrite: Annotated[bool, typer.Option(help="Redo videos already finished in --out.")] = False,
     retinaface_weights: Annotated[
         Path | None,
@@ -98,7 +110,7 @@ def analyze(
         detector=detector.value,
         fps=None if every_frame else fps,
         batch_size=batch_size,
-        tta=tta,
+        tta=tta.value,
         retinaface_weights=retinaface_weights,
     )
     _quiet_native_logs()
@@ -184,14 +196,6 @@ def _quiet_native_logs() -> None:
 # Training side: `train`, `evaluate` and `models`. Their modules are imported inside the
 # command bodies, so that `fervideo --help` stays instant.
 # ---------------------------------------------------------------------------------------------
-
-
-class TTA(str, Enum):
-    """Test-time augmentation modes of `evaluate` (see fervideo.tta)."""
-
-    none = "none"
-    flip = "flip"
-    crops = "crops"
 
 
 @app.command()

@@ -30,7 +30,8 @@ class AnalyzeConfig:
         margin: crop side = box's longer side x (1 + margin), centred on the box.
         batch_size: face crops per classifier call.
         chunk_frames: frames decoded and detected before one batched classify.
-        tta: also classify the mirrored crop and average (about 2x classifier time).
+        tta: test-time augmentation: "none", "flip" (mirrored crop too, 2x classifier
+            time) or "crops" (five shifted crops and their mirrors, 10x).
         iou_threshold: minimum IoU to continue a track between sampled frames.
         max_track_gap_s: seconds a track may go unseen before it ends.
         retinaface_weights: weights file for the retinaface detector (else $DEEPFACE_HOME).
@@ -44,7 +45,7 @@ class AnalyzeConfig:
     margin: float = 0.25
     batch_size: int = 256
     chunk_frames: int = 32
-    tta: bool = False
+    tta: str = "none"
     iou_threshold: float = 0.3
     max_track_gap_s: float = 1.0
     retinaface_weights: Path | None = None

@@ -27,10 +27,25 @@ def test_batch_size_does_not_change_results(tiny_model, classifier, crops):
 
 
 def test_tta_averages_with_the_mirrored_crops(tiny_model, classifier, crops):
-    tta = ExpressionClassifier(tiny_model, tta=True).predict(crops)
+    tta = ExpressionClassifier(tiny_model, tta="flip").predict(crops)
     expected = (classifier.predict(crops) + classifier.predict(crops[:, :, ::-1])) / 2
     np.testing.assert_allclose(tta, expected, atol=1e-6)
     assert not np.allclose(tta, classifier.predict(crops), atol=1e-4)
+
+
+def test_crops_tta_averages_ten_views(tiny_model, classifier, crops):
+    from fervideo.tta import tta_views
+
+    views = tta_views(crops, "crops")
+    assert len(views) == 10 and all(v.shape == crops.shape for v in views)
+    expected = np.mean([classifier.predict(v) for v in views], axis=0)
+    got = ExpressionClassifier(tiny_model, tta="crops").predict(crops)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_unknown_tta_mode(tiny_model):
+    with pytest.raises(FervideoError, match="unknown TTA mode"):
+        ExpressionClassifier(tiny_model, tta="rotate")
 
 
 def test_no_crops_no_probabilities(classifier):

@@ -85,6 +85,7 @@ def test_options_are_forwarded(recorded, tmp_path):
         "--batch-size",
         "8",
         "--tta",
+        "crops",
         "--overwrite",
         "--retinaface-weights",
         "w.onnx",
@@ -96,7 +97,7 @@ def test_options_are_forwarded(recorded, tmp_path):
             detector="retinaface",
             fps=2.5,
             batch_size=8,
-            tta=True,
+            tta="crops",
             retinaface_weights=Path("w.onnx"),
         )
     ]
