@@ -29,7 +29,6 @@ import cv2
 import keras
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fervideo.catalog import list_models
 from training.data import load_split
 from training.evaluate import score

@@ -1,0 +1,59 @@
+"""Classifier speed of every architecture: face crops per second at batch 256 on this CPU.
+
+    python benchmarks/inference_speed.py
+
+Speed does not depend on the weights, so each architecture is built with random ones; the
+result goes to benchmarks/SPEED.md. Run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from training.architectures import build
+
+RESULTS = Path(__file__).with_name("SPEED.md")
+BATCH = 256
+
+
+def crops_per_second(model: keras.Model, seconds: float = 10.0) -> float:
+    batch = np.random.default_rng(0).integers(0, 256, (BATCH, 48, 48, 1)).astype(np.float32)
+    model.predict_on_batch(batch)  # warm-up: tracing and allocation
+    start, runs = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds or runs < 3:
+        model.predict_on_batch(batch)
+        runs += 1
+    return runs * BATCH / (time.perf_counter() - start)
+
+
+def main() -> None:
+    rows = []
+    for name in ("resvgg", "custom_cnn", "resnet"):
+        model = build(name, 129.4, 65.1)
+        speed = crops_per_second(model)
+        rows.append((name, model.count_params(), speed))
+        print(f"{name}: {speed:,.0f} crops/s", flush=True)
+    lines = [
+        "# Classifier speed",
+        "",
+        f"Written by `python benchmarks/inference_speed.py` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} "
+        f"UTC: {platform.machine()} CPU with {os.cpu_count()} cores, Keras {keras.__version__} "
+        f"({keras.backend.backend()}), float32, `predict_on_batch` on batches of {BATCH} crops.",
+        "",
+        "| architecture | parameters | crops/s |",
+        "|---|---|---|",
+        *(f"| `{name}` | {params:,} | {speed:,.0f} |" for name, params, speed in rows),
+    ]
+    RESULTS.write_text("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
