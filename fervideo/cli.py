@@ -19,6 +19,7 @@ import typer
 from fervideo import __version__
 from fervideo.config import AnalyzeConfig
 from fervideo.core import FervideoError
+from fervideo.tta import TTA_MODES
 
 if TYPE_CHECKING:
     from fervideo.pipeline import VideoResult
@@ -43,12 +44,8 @@ class Detector(str, Enum):
 DEFAULT_DETECTOR = Detector(DEFAULTS.detector)
 
 
-class TTA(str, Enum):
-    """Test-time augmentation modes (see fervideo.tta)."""
-
-    none = "none"
-    flip = "flip"
-    crops = "crops"
+#: Test-time augmentation modes, as in `fervideo.tta`.
+TTA = Enum("TTA", {mode: mode for mode in TTA_MODES}, type=str)
 
 
 DEFAULT_TTA = TTA(DEFAULTS.tta)
@@ -238,7 +235,7 @@ def train(
     matrices, metrics and a model card in the run folder.
 
     Options left out take the model's bundled recipe (training/recipes.py). On a 2-core CPU
-    an epoch takes about 2 minutes for resvgg and 3-4 for the others.
+    an epoch takes about 2 minutes for resvgg and 3-5 for the others.
     """
     import logging
     from dataclasses import replace

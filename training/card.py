@@ -99,9 +99,19 @@ def _augment_text(augment: dict) -> str:
 
 def _command(meta: dict) -> str:
     r = meta["recipe"]
-    return (
-        f"fervideo train --model {meta['architecture']} --data fer2013 --epochs {r['epochs']} "
-        f"--batch-size {r['batch_size']} --lr {r['learning_rate']} "
-        f"--weight-decay {r['weight_decay']} --label-smoothing {r['label_smoothing']} "
-        f"--seed {r['seed']}" + (" --mixed-precision" if r["mixed_precision"] else "")
-    )
+    options = [
+        f"--model {meta['architecture']}",
+        "--data FER2013_FOLDER_OR_CSV",
+        f"--epochs {r['epochs']}",
+        f"--batch-size {r['batch_size']}",
+        f"--lr {r['learning_rate']}",
+        f"--weight-decay {r['weight_decay']}",
+        f"--label-smoothing {r['label_smoothing']}",
+        f"--seed {r['seed']}",
+        "--mixed-precision" if r["mixed_precision"] else "--no-mixed-precision",
+    ]
+    if r["holdout"]:
+        options.append(f"--holdout {r['holdout']}")
+    if r["imagenet_weights"]:
+        options.append("--imagenet-weights IMAGENET_NOTOP_H5")
+    return "fervideo train " + " ".join(options)

@@ -7,12 +7,10 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from fervideo.catalog import resolve_model
-from fervideo.core import EMOTIONS
-from fervideo.tta import tta_views
+from fervideo.classify import ExpressionClassifier
+from fervideo.core import EMOTIONS, FervideoError
 from training.data import Split, load_split
 from training.plots import plot_confusion
 
@@ -30,13 +28,6 @@ class Metrics:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
-
-
-def predict(model: keras.Model, x: np.ndarray, tta: str = "none", batch_size: int = 256) -> np.ndarray:
-    """Class probabilities (n, 7) for uint8 (n, 48, 48, 1) images, averaged over TTA views."""
-    views = tta_views(x, tta)
-    total = sum(model.predict(v.astype(np.float32), batch_size=batch_size, verbose=0) for v in views)
-    return (total / len(views)).astype(np.float32)
 
 
 def score(probs: np.ndarray, y: np.ndarray, split: str, tta: str) -> Metrics:
@@ -70,8 +61,10 @@ def score(probs: np.ndarray, y: np.ndarray, split: str, tta: str) -> Metrics:
     )
 
 
-def evaluate_split(model: keras.Model, data: Split, tta: str = "none") -> Metrics:
-    return score(predict(model, data.x, tta), data.y, data.name, tta)
+def evaluate_split(classifier: ExpressionClassifier, data: Split) -> Metrics:
+    """Score a classifier (with its TTA mode) on a loaded split."""
+    probs = classifier.predict(data.x[..., 0])
+    return score(probs, data.y, data.name, classifier.tta)
 
 
 def evaluate(
@@ -81,22 +74,25 @@ def evaluate(
     tta: str = "none",
     out: str | Path | None = None,
 ) -> Metrics:
-    """Evaluate a bundled model name or `.keras` path on `split` of the FER2013 at `data`;
-    with `out`, also write metrics.json and confusion.png there."""
-    info = resolve_model(model)
-    keras_model = keras.saving.load_model(info.path, compile=False)
-    metrics = evaluate_split(keras_model, load_split(data, split), tta)
+    """Evaluate a bundled model name or `.keras` path on `split` of the FER2013 at `data`,
+    the way `analyze` runs it; with `out`, also write `metrics_<split>[_tta-<mode>].json` and
+    the matching confusion PNG there."""
+    classifier = ExpressionClassifier(model, tta=tta)
+    metrics = evaluate_split(classifier, load_split(data, split))
     if out is not None:
-        write_metrics(metrics, Path(out), title=f"{info.name} on {split}")
+        write_metrics(metrics, Path(out), title=f"{classifier.info.name} on {split}")
     return metrics
 
 
 def write_metrics(metrics: Metrics, out: Path, title: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     suffix = "" if metrics.tta == "none" else f"_tta-{metrics.tta}"
-    (out / f"metrics_{metrics.split}{suffix}.json").write_text(metrics.to_json())
-    plot_confusion(
-        np.array(metrics.confusion),
-        out / f"confusion_{metrics.split}{suffix}.png",
-        title=f"{title} (accuracy {metrics.accuracy:.1%})",
-    )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"metrics_{metrics.split}{suffix}.json").write_text(metrics.to_json())
+        plot_confusion(
+            np.array(metrics.confusion),
+            out / f"confusion_{metrics.split}{suffix}.png",
+            title=f"{title} (accuracy {metrics.accuracy:.1%})",
+        )
+    except OSError as err:
+        raise FervideoError(f"cannot write the metrics into {out}: {err.strerror}.") from None

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from fervideo import __version__
+from fervideo.classify import ExpressionClassifier
 from fervideo.config import CROP_SIZE, TrainConfig
 from fervideo.core import EMOTIONS, FervideoError
 from training import architectures
@@ -73,6 +74,11 @@ def train(config: TrainConfig, time_budget_s: float | None = None) -> Path:
     train_data, val_data = _load_data(config)
     mean, std = float(train_data.x.mean()), float(train_data.x.std())
     state = RunState.read(state_path) if config.resume else RunState()
+    if state.architecture not in ("", config.architecture):
+        raise FervideoError(
+            f"{out} holds a {state.architecture} run, not {config.architecture}: resume it with "
+            f"--model {state.architecture} or choose another --out."
+        )
     state.epochs_total = state.epochs_total or config.epochs
     state.architecture, state.mean, state.std = config.architecture, mean, std
 
@@ -82,6 +88,7 @@ def train(config: TrainConfig, time_budget_s: float | None = None) -> Path:
         if checkpoint.exists():
             log.info("resuming %s after epoch %d of %d", out, state.epochs_done, state.epochs_total)
             train_model = keras.saving.load_model(checkpoint)
+            _forget_epochs_after(out / "history.csv", state.epochs_done)
         else:
             train_model = _training_model(config, mean, std)
         callbacks = [
@@ -124,7 +131,7 @@ def _load_data(config: TrainConfig) -> tuple[Split, Split | None]:
             val_mask[rng.choice(members, round(len(members) * config.holdout), replace=False)] = True
         return (
             train_data.subset(~val_mask, "Training"),
-            train_data.subset(val_mask, f"Training holdout {config.holdout:.0%}"),
+            train_data.subset(val_mask, "holdout"),
         )
     present = available_splits(config.data)
     for split in ("val", "PublicTest"):
@@ -132,6 +139,14 @@ def _load_data(config: TrainConfig) -> tuple[Split, Split | None]:
             return train_data, load_split(config.data, split)
     log.warning("no validation split in %s: training without validation curves", config.data)
     return train_data, None
+
+
+def _forget_epochs_after(history: Path, epochs_done: int) -> None:
+    """Drop history rows of epochs the checkpoint does not hold (a kill can land between the
+    history line and the checkpoint), so the resumed run does not log them twice."""
+    if history.is_file():
+        rows = pd.read_csv(history)
+        rows[rows["epoch"] < epochs_done].to_csv(history, index=False)
 
 
 def _one_hot(y: np.ndarray) -> np.ndarray:
@@ -186,8 +201,8 @@ def _finish(
     history = pd.read_csv(out / "history.csv")
     plot_history(history, out / "curves.png", title=f"{config.architecture} on FER2013")
     metrics = None
-    if val_data is not None:
-        metrics = evaluate_split(model, val_data)
+    if val_data is not None:  # scored from the saved file, exactly as users will run it
+        metrics = evaluate_split(ExpressionClassifier(model_path), val_data)
         write_metrics(metrics, out, title=f"{config.architecture} on {val_data.name}")
     metadata = {
         "name": config.architecture,
@@ -301,22 +316,26 @@ class _Checkpoint(keras.callbacks.Callback):
 
 
 class _TimeBudget(keras.callbacks.Callback):
-    """Cuts `epochs_total` to what fits in the budget, judged on the second epoch's speed
-    (the first includes compilation)."""
+    """Cuts `epochs_total` to what fits in the budget, judged on the speed of the second epoch
+    this process runs (the first includes compilation)."""
 
     def __init__(self, state: RunState, budget_s: float):
         super().__init__()
         self.state, self.budget_s = state, budget_s
 
+    def on_train_begin(self, logs=None) -> None:
+        self.epochs_run = 0
+
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        if epoch == 1 and self.state.epochs_done <= 2:
+        self.epochs_run += 1
+        if self.epochs_run == 2:  # this process's first epoch includes compilation
             per_epoch = time.perf_counter() - self.started
-            # train_seconds holds epoch 0 only here: the checkpoint callback runs after us
-            fits = 1 + int((self.budget_s - self.state.train_seconds) / per_epoch)
-            fits = max(fits, 2)
+            # train_seconds lacks this epoch here: the checkpoint callback runs after us
+            left_s = self.budget_s - self.state.train_seconds - per_epoch
+            fits = max(epoch + 1 + int(left_s / per_epoch), epoch + 1)
             if fits < self.state.epochs_total:
                 log.warning(
                     "time budget: %.1f s an epoch, training %d epochs instead of %d",

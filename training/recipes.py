@@ -1,9 +1,10 @@
-"""The exact recipes of the bundled models: what `fervideo train --recipe NAME` runs.
-
-One place for the choices the model cards explain; each is a plain `TrainConfig`.
+"""The recipes of the bundled models: what `fervideo train --model NAME` runs for the options
+it is not given. One place for the choices the model cards explain; each is a `TrainConfig`.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from fervideo.config import AugmentConfig, TrainConfig
 
@@ -29,3 +30,4 @@ RECIPES: dict[str, TrainConfig] = {
         architecture="resnet", epochs=150, learning_rate=0.1, augment=AugmentConfig(erasing=0.0), **_COMMON
     ),
 }
+RECIPES["resnet_imagenet"] = replace(RECIPES["resnet"], architecture="resnet_imagenet")
