@@ -5,11 +5,14 @@ The CLI's defaults are read from these classes, so a default changes here and no
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 #: Name of the bundled model `analyze` uses when `--model` is not given.
 DEFAULT_MODEL = "resvgg"
+#: Test-time augmentation modes (see `fervideo.tta`, which re-exports this).
+TTA_MODES = ("none", "flip", "crops")
 #: Side of the square grayscale face crop every model takes.
 CROP_SIZE = 48
 #: File suffixes treated as videos when a folder is analysed; stills are one-frame videos.
@@ -35,6 +38,9 @@ class AnalyzeConfig:
         iou_threshold: minimum IoU to continue a track between sampled frames.
         max_track_gap_s: seconds a track may go unseen before it ends.
         retinaface_weights: weights file for the retinaface detector (else $DEEPFACE_HOME).
+
+    Raises:
+        ValueError: a setting is out of its range.
     """
 
     model: str | Path = "default"
@@ -49,6 +55,23 @@ class AnalyzeConfig:
     iou_threshold: float = 0.3
     max_track_gap_s: float = 1.0
     retinaface_weights: Path | None = None
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("fps", self.fps is None or _positive(self.fps), "a number > 0, or None for every frame"),
+            ("batch_size", self.batch_size >= 1, "an integer >= 1"),
+            ("chunk_frames", self.chunk_frames >= 1, "an integer >= 1"),
+            ("margin", self.margin >= 0, "a number >= 0"),
+            ("min_score", 0 <= self.min_score <= 1, "a number in [0, 1]"),
+            ("tta", self.tta in TTA_MODES, f"one of {', '.join(TTA_MODES)}"),
+        )
+        for name, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"AnalyzeConfig.{name} must be {expected}, but got {getattr(self, name)!r}")
+
+
+def _positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-TTA_MODES = ("none", "flip", "crops")
+from fervideo.config import TTA_MODES  # defined there so settings validate without numpy
+
 #: Pixel offsets of the "crops" mode: centre and four 3-pixel shifts, each also mirrored.
 _SHIFTS = ((0, 0), (-3, 0), (3, 0), (0, -3), (0, 3))
 
