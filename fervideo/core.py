@@ -63,8 +63,8 @@ class Faces:
     def __len__(self) -> int:
         return len(self.frame_index)
 
-    def __getitem__(self, index: int | slice | np.ndarray | Sequence[int]) -> Faces:
-        if isinstance(index, int):
+    def __getitem__(self, index: int | np.integer | slice | np.ndarray | Sequence[int]) -> Faces:
+        if isinstance(index, (int, np.integer)):
             index = [index]
         return Faces(
             **{

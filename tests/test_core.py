@@ -42,6 +42,8 @@ def test_faces_indexing_keeps_rows_and_optional_fields():
     assert faces[faces.frame_index > 5].frame_index.tolist() == [6, 7]
     assert faces[[2, 0]].xyxy[:, 0].tolist() == [2, 0]
     assert faces[0].probs is None
+    assert faces[np.int64(2)].frame_index.tolist() == [7]  # e.g. from np.flatnonzero
+    assert faces[np.intp(0)].track_id.tolist() == [0]
 
 
 def test_concat_skips_empty_parts_and_drops_fields_missing_in_any_part():
