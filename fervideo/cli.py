@@ -100,7 +100,9 @@ def analyze(
 
     Tables: faces (per face per frame), timeline (per second), tracks (per person), summary.
 
-    Videos finished by an earlier run are skipped. Exits with 1 if any input failed.
+    Videos finished by an earlier run with the same settings are skipped; one finished with
+    other settings (model, detector, fps, TTA) fails until you pass --overwrite or choose
+    another --out. Exits with 1 if any input failed.
     """
     config = AnalyzeConfig(
         model=model,

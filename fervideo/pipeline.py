@@ -43,7 +43,8 @@ class VideoResult:
 
     Attributes:
         path: the input file.
-        status: "done" (analysed now), "skipped" (finished by an earlier run) or "failed".
+        status: "done" (analysed now), "skipped" (finished by an earlier run with the same
+            settings) or "failed".
         video: its id in the tables (None if the input is not a file).
         message: why it failed.
         frames_analysed: sampled frames analysed (0 unless done).
@@ -111,6 +112,7 @@ class Analyzer:
             detector=f"{self.detector.name} ({self.detector.engine})",
             sample_fps=config.fps,
             version=__version__,
+            tta=self.classifier.tta,  # the mode in use, also when a classifier is passed in
         )
 
     def run(
@@ -122,11 +124,14 @@ class Analyzer:
     ) -> VideoResult:
         """Analyse one video or image and write its four tables under `out_dir`.
 
-        A video whose tables are already complete is skipped unless `overwrite`.
+        A video whose tables are already complete is skipped unless `overwrite`, if it was
+        analysed with this run's settings (model file, detector, sampling and TTA).
 
         Raises:
-            FervideoError: the input is missing, not a video, or corrupt; nothing of it is
-                written, and an earlier result of it is kept.
+            FervideoError: the input is missing, not a video, or corrupt; its finished tables
+                were made with other settings; or they cannot be written. Nothing of it is
+                left behind then, and an earlier result of it is kept (unless moving the new
+                files into place is what failed).
         """
         path = Path(path)
         if path.is_dir():
@@ -134,6 +139,13 @@ class Analyzer:
         video = video_id(path)
         store = ResultStore(out_dir)
         if store.is_done(video) and not overwrite:
+            if changed := self.run_info.differences(store.stored_run(video)):
+                stored = ", ".join(f"{setting} {old}" for setting, old, _ in changed)
+                now = ", ".join(f"{setting} {new}" for setting, _, new in changed)
+                raise FervideoError(
+                    f"{path} was analysed with other settings ({stored}; this run: {now}); "
+                    "pass --overwrite to redo it or choose another --out."
+                )
             log.info("%s: already analysed as %s, skipped", path, video)
             return VideoResult(path, "skipped", video)
         info = probe(path)
@@ -144,7 +156,7 @@ class Analyzer:
                 with clock("write"):
                     aggregates.add_frames(times)
                     aggregates.add_faces(faces, timestamps)
-                    pending.faces.write_batch(faces_batch(video, faces, timestamps))
+                    pending.write_faces(faces_batch(video, faces, timestamps))
             meta = _video_meta(video, info, aggregates.last_timestamp)
             pending.commit(
                 aggregates.timeline(video, meta.duration_s),

@@ -82,6 +82,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("model_sha256", pa.string(), nullable=False),
             pa.field("detector", pa.string(), nullable=False),
             pa.field("sample_fps", pa.float64()),
+            pa.field("tta", pa.string(), nullable=False),
             pa.field("fervideo_version", pa.string(), nullable=False),
         ]
     ),
@@ -97,6 +98,15 @@ class Tables(NamedTuple):
     summary: pd.DataFrame
 
 
+#: Metadata keys of the settings that change a video's results, and their names in messages.
+RESULT_SETTINGS = {
+    "fervideo.model_sha256": "model",
+    "fervideo.detector": "detector",
+    "fervideo.sampling": "sampling",
+    "fervideo.tta": "TTA",
+}
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """The settings a table was made with; stored in every file's key-value metadata.
@@ -107,6 +117,7 @@ class RunInfo:
         detector: detector name and engine, e.g. "yunet (yuface 2023.5.1)".
         sample_fps: frames analysed per second of video; None means every frame.
         version: fervideo's version.
+        tta: test-time augmentation mode ("none", "flip" or "crops").
     """
 
     model: str
@@ -114,6 +125,7 @@ class RunInfo:
     detector: str
     sample_fps: float | None
     version: str
+    tta: str
 
     @property
     def sampling(self) -> str:
@@ -126,8 +138,34 @@ class RunInfo:
             "fervideo.model_sha256": self.model_sha256,
             "fervideo.detector": self.detector,
             "fervideo.sampling": self.sampling,
+            "fervideo.tta": self.tta,
             "fervideo.version": self.version,
         }
+
+    def differences(self, stored: Mapping[str, str]) -> list[tuple[str, str, str]]:
+        """The result-changing settings (model file, detector, sampling, TTA) in which another
+        run's `metadata()` differs from this run's.
+
+        Returns:
+            (setting, stored value, this run's value) per difference, e.g.
+            `("sampling", "every frame", "5 fps")`; a setting the other run did not record
+            counts as different.
+        """
+        mine = self.metadata()
+        return [
+            (label, _setting_text(stored, key), _setting_text(mine, key))
+            for key, label in RESULT_SETTINGS.items()
+            if stored.get(key) != mine[key]
+        ]
+
+
+def _setting_text(metadata: Mapping[str, str], key: str) -> str:
+    value = metadata.get(key)
+    if value is None:
+        return "not recorded"
+    if key == "fervideo.model_sha256":  # the name alone may hide other weights
+        return f"{metadata.get('fervideo.model', '?')} (sha256 {value[:8]})"
+    return value
 
 
 @dataclass(frozen=True)
@@ -305,6 +343,7 @@ class Aggregates:
             "model_sha256": [run.model_sha256],
             "detector": [run.detector],
             "sample_fps": [run.sample_fps],
+            "tta": [run.tta],
             "fervideo_version": [run.version],
         }
         return pa.Table.from_pydict(columns, schema=SCHEMAS["summary"])

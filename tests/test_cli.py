@@ -12,7 +12,7 @@ from fervideo.config import AnalyzeConfig
 from fervideo.core import FervideoError
 from fervideo.detectors import DETECTORS
 from fervideo.pipeline import VideoResult
-from tests.helpers import write_video
+from tests.helpers import FakeDetector, write_video
 
 runner = CliRunner()
 
@@ -124,6 +124,31 @@ def test_a_library_error_is_one_line_and_exit_1(monkeypatch):
     result = runner.invoke(app, ["analyze", "a.mp4", "--model", "x", "--quiet"])
     assert result.exit_code == 1
     assert result.stderr == "error: no bundled model named 'x'; bundled models are: none.\n"
+
+
+def test_output_problems_are_error_lines_not_tracebacks(tmp_path, classifier, monkeypatch):
+    real = pipeline.Analyzer
+    monkeypatch.setattr(
+        pipeline, "Analyzer", lambda config: real(config, detector=FakeDetector(), classifier=classifier)
+    )
+    videos = [str(write_video(tmp_path / f"clip{i}.mp4", 5)) for i in range(2)]
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    result = runner.invoke(app, ["analyze", *videos, "--out", str(not_a_folder), "--quiet"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # not an OSError
+    assert result.stderr == f"error: cannot write {not_a_folder / 'faces'}: Not a directory.\n" * 2
+
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["analyze", *videos, "--out", str(out)]).exit_code == 0
+    again = runner.invoke(app, ["analyze", *videos, "--out", str(out), "--fps", "1", "--quiet"])
+    assert again.exit_code == 1
+    assert again.stderr.splitlines() == [
+        f"error: {video} was analysed with other settings (sampling 5 fps; this run: sampling 1 fps); "
+        "pass --overwrite to redo it or choose another --out."
+        for video in videos
+    ]
+    redo = runner.invoke(app, ["analyze", *videos, "--out", str(out), "--fps", "1", "--overwrite"])
+    assert redo.exit_code == 0 and "2 analysed" in redo.stdout
 
 
 def test_end_to_end_with_bad_inputs_then_resume(tmp_path, tiny_model, example_video):

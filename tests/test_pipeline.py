@@ -1,9 +1,11 @@
+import errno
 import os
 import signal
 import subprocess
 import sys
 import time
 import tracemalloc
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -52,6 +54,7 @@ def test_one_video_gives_four_tables_in_one_file_each(tmp_path, fake_analyzer):
     np.testing.assert_allclose(faces[list(EMOTIONS)].sum(axis=1), 1, atol=1e-5)
     metadata = pq.read_schema(out / "faces" / f"{vid}.parquet").metadata
     assert metadata[b"fervideo.model"] == b"tiny" and metadata[b"fervideo.sampling"] == b"5 fps"
+    assert metadata[b"fervideo.tta"] == b"none"
     summary = pd.read_parquet(out / "summary").iloc[0]
     assert (summary["frames"], summary["frames_analysed"], summary["faces"]) == (20, 10, 10)
     assert summary["duration"] == pytest.approx(2.0)
@@ -149,6 +152,71 @@ def test_a_failure_half_way_leaves_no_files_and_keeps_the_earlier_result(tmp_pat
     with pytest.raises(FervideoError):
         failing.run(other, out)
     assert parquet_files(out) == before
+
+
+def test_a_finished_video_made_with_other_settings_fails_instead_of_being_skipped(
+    tmp_path, fake_analyzer, classifier
+):
+    video = write_video(tmp_path / "clip.mp4", 10)
+    other = write_video(tmp_path / "other.mp4", 10)
+    out = tmp_path / "out"
+    fake_analyzer.run(video, out)  # 5 fps
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
+    every_frame = Analyzer(AnalyzeConfig(fps=None), detector=FakeDetector(), classifier=classifier)
+    results = analyze_many([video, other], out, analyzer=every_frame)
+    assert [r.status for r in results] == ["failed", "done"]
+    assert results[0].message == (
+        f"{video} was analysed with other settings (sampling 5 fps; this run: sampling every frame); "
+        "pass --overwrite to redo it or choose another --out."
+    )
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # untouched
+    assert fake_analyzer.run(video, out).status == "skipped"  # the same settings
+    assert every_frame.run(video, out, overwrite=True).status == "done"
+    assert pd.read_parquet(out / "summary")["sample_fps"].isna().all()
+
+
+def test_an_output_folder_that_cannot_be_written_fails_each_input_in_one_line(tmp_path, fake_analyzer):
+    videos = [write_video(tmp_path / f"clip{i}.mp4", 5) for i in range(2)]
+    out = tmp_path / "out"
+    out.write_text("a file, not a folder")
+    results = analyze_many(videos, out, analyzer=fake_analyzer)
+    assert [r.status for r in results] == ["failed", "failed"]
+    assert results[0].message == f"cannot write {out / 'faces'}: Not a directory."
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_full_disk_is_one_line_and_leaves_nothing_behind(tmp_path, fake_analyzer, monkeypatch):
+    """Arrow's own error ("Error writing bytes to file. Detail: [errno 28] ...") is reduced to
+    its reason; the faces table is written to /dev/full, where every write fails with ENOSPC."""
+    import fervideo.store
+
+    writer = fervideo.store.pq.ParquetWriter
+    monkeypatch.setattr(fervideo.store.pq, "ParquetWriter", lambda path, schema: writer("/dev/full", schema))
+    video = write_video(tmp_path / "clip.mp4", 5)
+    out = tmp_path / "out"
+    with pytest.raises(FervideoError) as error:
+        fake_analyzer.run(video, out)
+    assert (
+        str(error.value)
+        == f"cannot write {out / 'faces' / video_id(video)}.parquet: No space left on device."
+    )
+    assert parquet_files(out) == []
+
+
+def test_a_failed_rename_is_one_line_and_leaves_no_temporary_files(tmp_path, fake_analyzer, monkeypatch):
+    def full(source, target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    video = write_video(tmp_path / "clip.mp4", 5)
+    out = tmp_path / "out"
+    results = analyze_many([video], out, analyzer=fake_analyzer)
+    assert results[0].status == "failed"
+    assert (
+        results[0].message
+        == f"cannot write {out / 'faces' / video_id(video)}.parquet: No space left on device."
+    )
+    assert parquet_files(out) == []
 
 
 def test_the_python_api_without_an_output_folder(tmp_path, bundled):

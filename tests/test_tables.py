@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -8,7 +10,9 @@ from fervideo.tables import PEAKS, SCHEMAS, SHARES, Aggregates, RunInfo, VideoMe
 from tests.helpers import make_faces
 
 CLASSES = list(EMOTIONS)
-RUN = RunInfo(model="tiny", model_sha256="ab" * 32, detector="fake (fake 0)", sample_fps=5.0, version="9.9")
+RUN = RunInfo(
+    model="tiny", model_sha256="ab" * 32, detector="fake (fake 0)", sample_fps=5.0, version="9.9", tta="flip"
+)
 
 
 def one_hot(name: str, weight: float = 1.0) -> list[float]:
@@ -44,6 +48,7 @@ def one_hot(name: str, weight: float = 1.0) -> list[float]:
                 "model_sha256",
                 "detector",
                 "sample_fps",
+                "tta",
                 "fervideo_version",
             ],
         ),
@@ -137,10 +142,11 @@ def test_summary(aggregates):
     assert row["happy"] == pytest.approx((0.6 + 0.8 + one_hot("sad", 0.5)[3] + one_hot("angry", 0.9)[3]) / 4)
     assert row["emotion"] == "happy"
     assert (row["happy_peak"], row["angry_peak"], row["sad_peak"], row["fear_peak"]) == (0, 3, 0, None)
-    assert (row["model"], row["detector"], row["sample_fps"], row["fervideo_version"]) == (
+    assert (row["model"], row["detector"], row["sample_fps"], row["tta"], row["fervideo_version"]) == (
         "tiny",
         "fake (fake 0)",
         5.0,
+        "flip",
         "9.9",
     )
 
@@ -166,9 +172,31 @@ def test_parquet_metadata_records_the_run(tmp_path):
         "fervideo.model_sha256": "ab" * 32,
         "fervideo.detector": "fake (fake 0)",
         "fervideo.sampling": "5 fps",
+        "fervideo.tta": "flip",
         "fervideo.version": "9.9",
     }
-    assert RunInfo("m", "s", "d", None, "1").metadata()["fervideo.sampling"] == "every frame"
+    assert RunInfo("m", "s", "d", None, "1", "none").metadata()["fervideo.sampling"] == "every frame"
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, []),
+        ({"model": "renamed", "version": "10.0"}, []),  # the same weights, a newer fervideo
+        ({"model_sha256": "cd" * 32}, [("model", "tiny (sha256 cdcdcdcd)", "tiny (sha256 abababab)")]),
+        ({"detector": "yunet (yuface 1)"}, [("detector", "yunet (yuface 1)", "fake (fake 0)")]),
+        ({"sample_fps": None}, [("sampling", "every frame", "5 fps")]),
+        ({"sample_fps": 2.0, "tta": "none"}, [("sampling", "2 fps", "5 fps"), ("TTA", "none", "flip")]),
+    ],
+)
+def test_differences_in_the_settings_that_change_results(changes, expected):
+    other = replace(RUN, **changes)
+    assert RUN.differences(other.metadata()) == expected
+
+
+def test_a_setting_that_was_not_recorded_counts_as_different():
+    older = {k: v for k, v in RUN.metadata().items() if k != "fervideo.tta"}
+    assert RUN.differences(older) == [("TTA", "not recorded", "flip")]
 
 
 def test_read_tables_keeps_types_of_empty_tables(tmp_path):
