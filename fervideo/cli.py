@@ -127,7 +127,7 @@ def analyze(
                 total=total, unit="frame", desc=path.name, leave=False, disable=quiet, dynamic_ncols=True
             )
         bar = bars[path]
-        bar.total = max(bar.total, done)
+        bar.total = max(total, done)  # the last call gives the true count
         bar.update(done - bar.n)
 
     def on_result(result: VideoResult) -> None:

@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
@@ -33,7 +33,9 @@ from fervideo.video import VideoInfo, probe, read_frames
 
 log = logging.getLogger(__name__)
 
-#: Called with (frames decoded so far, frames in the video) as a video is analysed.
+#: Called with (frames decoded so far, frames in the video) as a video is analysed; the last
+#: call, when decoding is over, is (n, n) with the n frames actually decoded (the container's
+#: frame count, given before, is an estimate for some formats).
 ProgressCallback = Callable[[int, int], None]
 
 
@@ -184,43 +186,47 @@ class Analyzer:
         """Per chunk of sampled frames: their timestamps (m,), their faces (n) classified and
         tracked, and each face's frame timestamp (n,)."""
         tracker = IoUTracker(self.config.iou_threshold, self.config.max_track_gap_s)
-        detected = self._detect(info, clock, on_progress)
-        while chunk := list(islice(detected, self.config.chunk_frames)):
-            times = np.array([t for t, _ in chunk], np.float64)
-            counts = [len(f) for _, f in chunk]
-            faces = Faces.concat([f for _, f in chunk])
-            with clock("classify"):
-                probs = (
-                    self.classifier.predict(faces.crops)
-                    if len(faces)
-                    else np.zeros((0, len(EMOTIONS)), np.float32)
-                )
-            faces = faces.with_(probs=probs, crops=None)
-            with clock("track"):
-                bounds = np.cumsum([0, *counts])
-                ids = [
-                    tracker.update(faces[a:b], t).track_id
-                    for a, b, t in zip(bounds[:-1], bounds[1:], times, strict=True)
-                ]
-            yield times, faces.with_(track_id=np.concatenate(ids)), np.repeat(times, counts)
+        with closing(self._detect(info, clock, on_progress)) as detected:  # releases the capture
+            while chunk := list(islice(detected, self.config.chunk_frames)):
+                times = np.array([t for t, _ in chunk], np.float64)
+                counts = [len(f) for _, f in chunk]
+                faces = Faces.concat([f for _, f in chunk])
+                with clock("classify"):
+                    probs = (
+                        self.classifier.predict(faces.crops)
+                        if len(faces)
+                        else np.zeros((0, len(EMOTIONS)), np.float32)
+                    )
+                faces = faces.with_(probs=probs, crops=None)
+                with clock("track"):
+                    bounds = np.cumsum([0, *counts])
+                    ids = [
+                        tracker.update(faces[a:b], t).track_id
+                        for a, b, t in zip(bounds[:-1], bounds[1:], times, strict=True)
+                    ]
+                yield times, faces.with_(track_id=np.concatenate(ids)), np.repeat(times, counts)
 
     def _detect(
         self, info: VideoInfo, clock: StageClock, on_progress: ProgressCallback | None
     ) -> Iterator[tuple[float, Faces]]:
         """Decode the sampled frames and yield each one's timestamp and faces with crops."""
-        frames = read_frames(info, self.config.fps)
-        while True:
-            with clock("decode"):
-                frame = next(frames, None)
-            if frame is None:
-                break
-            with clock("detect"):
-                faces = self.detector.detect(frame.image, frame.index)
-            with clock("crop"):
-                faces = faces.with_(crops=crop_faces(frame.image, faces, margin=self.config.margin))
-            if on_progress:
-                on_progress(frame.index + 1, info.frame_count)
-            yield frame.time_s, faces
+        with closing(read_frames(info, self.config.fps)) as frames:  # releases the capture
+            while True:
+                with clock("decode"):
+                    try:
+                        frame = next(frames)
+                    except StopIteration as end:
+                        decoded = end.value
+                        break
+                with clock("detect"):
+                    faces = self.detector.detect(frame.image, frame.index)
+                with clock("crop"):
+                    faces = faces.with_(crops=crop_faces(frame.image, faces, margin=self.config.margin))
+                if on_progress:
+                    on_progress(frame.index + 1, info.frame_count)
+                yield frame.time_s, faces
+        if on_progress:  # the last sampled frame is rarely the video's last one
+            on_progress(decoded, decoded)
 
 
 def _detector_options(config: AnalyzeConfig) -> dict[str, object]:

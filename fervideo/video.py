@@ -7,7 +7,7 @@ same pipeline. Decoding is streamed: one frame is held at a time, whatever the v
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,7 +101,7 @@ def probe(path: str | Path) -> VideoInfo:
     )
 
 
-def read_frames(info: VideoInfo, fps: float | None = None) -> Iterator[Frame]:
+def read_frames(info: VideoInfo, fps: float | None = None) -> Generator[Frame, None, int]:
     """Stream the frames of a probed video, optionally sampled to about `fps` per second.
 
     Sampling keeps the first frame of every 1/fps-second slot of container time, so it follows
@@ -116,12 +116,16 @@ def read_frames(info: VideoInfo, fps: float | None = None) -> Iterator[Frame]:
     Yields:
         `Frame`s in presentation order.
 
+    Returns:
+        The number of frames decoded (sampled or not), as the value of the generator's
+        `StopIteration`.
+
     Raises:
         FervideoError: the video stops decoding before the end its container announces.
     """
     if info.is_still:
         yield Frame(0, 0.0, _read_image(info.path))
-        return
+        return 1
     capture = _open(info.path)
     index = -1
     last_slot = -1
@@ -150,6 +154,7 @@ def read_frames(info: VideoInfo, fps: float | None = None) -> Iterator[Frame]:
             f"{info.path} is truncated or corrupt: decoding stopped after {decoded} of "
             f"{info.frame_count} frames."
         )
+    return decoded
 
 
 def _existing_file(path: str | Path) -> Path:

@@ -6,6 +6,7 @@ import sys
 import time
 import tracemalloc
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -116,7 +117,8 @@ def test_progress_reaches_the_last_frame(tmp_path, fake_analyzer):
     fake_analyzer.run(
         write_video(tmp_path / "clip.mp4", 12, fps=10), tmp_path, on_progress=lambda *a: calls.append(a)
     )
-    assert calls[-1] == (11, 12) and [done for done, _ in calls] == sorted(done for done, _ in calls)
+    # 5 of 10 fps samples frames 0, 2, ..., 10; the last call says all 12 were decoded
+    assert calls == [(i + 1, 12) for i in range(0, 12, 2)] + [(12, 12)]
 
 
 def test_finished_videos_are_skipped_unless_overwrite(tmp_path, fake_analyzer):
@@ -217,6 +219,47 @@ def test_a_failed_rename_is_one_line_and_leaves_no_temporary_files(tmp_path, fak
         == f"cannot write {out / 'faces' / video_id(video)}.parquet: No space left on device."
     )
     assert parquet_files(out) == []
+
+
+class RecordingCapture:
+    """Wraps a `cv2.VideoCapture` and records whether it was released."""
+
+    released: ClassVar[list[bool]] = []
+
+    def __init__(self, capture):
+        self._capture = capture
+        self.released.append(False)
+
+    def __getattr__(self, name):
+        return getattr(self._capture, name)
+
+    def release(self):
+        self.released[-1] = True
+        self._capture.release()
+
+
+@pytest.mark.parametrize("stage", ["detect", "write"])
+def test_the_video_is_closed_as_soon_as_its_analysis_fails(tmp_path, classifier, monkeypatch, stage):
+    """Not at garbage collection: the traceback, kept here, holds the frames of the generators
+    that raised (and so their local variables)."""
+    import fervideo.pipeline
+    import fervideo.video
+
+    opened = fervideo.video._open
+    monkeypatch.setattr(fervideo.video, "_open", lambda path: RecordingCapture(opened(path)))
+    RecordingCapture.released = []
+    if stage == "write":
+
+        def refuse(*args):
+            raise FervideoError("simulated write failure")
+
+        monkeypatch.setattr(fervideo.pipeline, "faces_batch", refuse)
+    detector = FailingDetector() if stage == "detect" else FakeDetector()
+    analyzer = Analyzer(AnalyzeConfig(fps=None, chunk_frames=2), detector=detector, classifier=classifier)
+    with pytest.raises(FervideoError) as error:
+        analyzer.run(write_video(tmp_path / "clip.mp4", 10), tmp_path / "out")
+    assert error.traceback  # still alive
+    assert RecordingCapture.released == [True, True]  # probe's and the decoder's
 
 
 def test_the_python_api_without_an_output_folder(tmp_path, bundled):

@@ -127,6 +127,14 @@ def test_a_truncated_video_fails_after_its_last_decodable_frame(tmp_path):
     assert 0 < len(decoded) < 100
 
 
+def test_read_frames_returns_the_number_of_frames_decoded(tmp_path):
+    frames = read_frames(probe(write_video(tmp_path / "clip.mp4", 12, fps=10)), fps=1)
+    with pytest.raises(StopIteration) as end:
+        while True:
+            next(frames)
+    assert end.value.value == 12
+
+
 def test_real_clip_timestamps_increase_and_match_the_container(media):
     path = media / "woman.mp4"
     info = probe(path)
