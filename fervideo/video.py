@@ -18,7 +18,7 @@ from fervideo.config import IMAGE_SUFFIXES
 from fervideo.core import FervideoError
 
 #: A video that decodes fewer than this share of the frames its container announces is
-#: reported as truncated (container frame counts of some formats are estimates).
+#: reported as truncated, unless its last frame reaches the container's end (see `_truncated`).
 _MIN_DECODED_SHARE = 0.98
 
 
@@ -31,6 +31,8 @@ class VideoInfo:
         duration_s: length in seconds (frame count / frame rate; 0 for a still).
         fps: the container's average frame rate (0 for a still).
         frame_count: frames the container announces (1 for a still, 0 if it does not say).
+            Matroska and WebM record no frame count: theirs is duration x frame rate, which
+            overestimates a variable-frame-rate video.
         width: frame width in pixels, after the container's rotation is applied.
         height: frame height in pixels, after the container's rotation is applied.
         codec: FourCC of the video codec, e.g. "h264", or the image format, e.g. "jpeg".
@@ -149,12 +151,26 @@ def read_frames(info: VideoInfo, fps: float | None = None) -> Generator[Frame, N
     finally:
         capture.release()
     decoded = index + 1
-    if decoded < info.frame_count * _MIN_DECODED_SHARE:
+    if _truncated(info, decoded, last_time_s):
         raise FervideoError(
             f"{info.path} is truncated or corrupt: decoding stopped after {decoded} of "
             f"{info.frame_count} frames."
         )
     return decoded
+
+
+def _truncated(info: VideoInfo, decoded: int, last_time_s: float) -> bool:
+    """Decoding stopped early: fewer frames than the container announces, and (when the
+    container gives a duration) the last frame more than max(2 frames, 0.5 s) before its end.
+
+    The frame count alone is not enough: Matroska's and WebM's are estimates, too high for a
+    variable-frame-rate video.
+    """
+    if decoded >= info.frame_count * _MIN_DECODED_SHARE:
+        return False
+    if not info.duration_s:
+        return True
+    return last_time_s < info.duration_s - max(2 / info.fps, 0.5)
 
 
 def _existing_file(path: str | Path) -> Path:

@@ -84,9 +84,10 @@ def save_tiny_model(path: Path, seed: int = 0) -> Path:
 def write_vfr_video(
     path: Path, pts_ms: Sequence[int], size: tuple[int, int] = (64, 48), faststart: bool = False
 ) -> Path:
-    """An H.264 mp4 whose frame i is shown at `pts_ms[i]` milliseconds (variable frame rate).
+    """A video whose frame i is shown at `pts_ms[i]` milliseconds (variable frame rate), with a
+    nominal rate of 30 fps: H.264, or VP8 if `path` ends in ".webm".
 
-    `faststart` puts the index before the data, so a truncated copy still opens.
+    `faststart` puts an mp4's index before the data, so a truncated copy still opens.
     """
     from fractions import Fraction
 
@@ -94,9 +95,10 @@ def write_vfr_video(
 
     width, height = size
     options = {"movflags": "faststart"} if faststart else {}
+    codec = "libvpx" if path.suffix == ".webm" else "libx264"
     rng = np.random.default_rng(0)
     with av.open(str(path), "w", options=options) as container:
-        stream = container.add_stream("libx264", rate=30)
+        stream = container.add_stream(codec, rate=30)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
         for pts in pts_ms:

@@ -121,6 +121,13 @@ def test_progress_reaches_the_last_frame(tmp_path, fake_analyzer):
     assert calls == [(i + 1, 12) for i in range(0, 12, 2)] + [(12, 12)]
 
 
+def test_progress_ends_at_the_frames_decoded_when_the_count_was_an_estimate(tmp_path, fake_analyzer):
+    calls = []
+    video = write_vfr_video(tmp_path / "clip.webm", [0, 40, 80, 500, 540, 1500, 1540, 1580, 3000, 3033])
+    fake_analyzer.run(video, tmp_path, on_progress=lambda *a: calls.append(a))
+    assert calls[0][1] > 10 and calls[-1] == (10, 10)  # WebM estimates duration x rate
+
+
 def test_finished_videos_are_skipped_unless_overwrite(tmp_path, fake_analyzer):
     video = write_video(tmp_path / "clip.mp4", 10)
     out = tmp_path / "out"

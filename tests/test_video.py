@@ -127,6 +127,20 @@ def test_a_truncated_video_fails_after_its_last_decodable_frame(tmp_path):
     assert 0 < len(decoded) < 100
 
 
+def test_a_variable_frame_rate_webm_whose_frame_count_is_an_estimate_is_complete(tmp_path):
+    info = probe(write_vfr_video(tmp_path / "vfr.webm", VFR_MS))
+    assert info.frame_count > 2 * len(VFR_MS)  # duration x nominal rate: Matroska has no count
+    assert [round(f.time_s * 1000) for f in read_frames(info)] == VFR_MS  # and no error at the end
+
+
+def test_a_truncated_webm_still_fails(tmp_path):
+    data = write_vfr_video(tmp_path / "clip.webm", range(0, 4000, 40)).read_bytes()
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(FervideoError, match="truncated or corrupt"):
+        list(read_frames(probe(cut)))
+
+
 def test_read_frames_returns_the_number_of_frames_decoded(tmp_path):
     frames = read_frames(probe(write_video(tmp_path / "clip.mp4", 12, fps=10)), fps=1)
     with pytest.raises(StopIteration) as end:
