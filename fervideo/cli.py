@@ -92,7 +92,10 @@ def analyze(
     overwrite: Annotated[bool, typer.Option(help="Redo videos already finished in --out.")] = False,
     retinaface_weights: Annotated[
         Path | None,
-        typer.Option(help="retinaface.onnx for --detector retinaface (default: under $DEEPFACE_HOME)."),
+        typer.Option(
+            help="retinaface.onnx for --detector retinaface "
+            "(default: .deepface/weights/retinaface.onnx under $DEEPFACE_HOME, else under ~)."
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:

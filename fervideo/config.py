@@ -37,7 +37,8 @@ class AnalyzeConfig:
             time) or "crops" (five shifted crops and their mirrors, 10x).
         iou_threshold: minimum IoU to continue a track between sampled frames.
         max_track_gap_s: seconds a track may go unseen before it ends.
-        retinaface_weights: weights file for the retinaface detector (else $DEEPFACE_HOME).
+        retinaface_weights: weights file for the retinaface detector (else
+            .deepface/weights/retinaface.onnx under $DEEPFACE_HOME or the home folder).
 
     Raises:
         ValueError: a setting is out of its range.

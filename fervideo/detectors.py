@@ -164,8 +164,8 @@ class RetinaFaceDetector:
     Args:
         min_score: confidence in [0, 1] below which a face is dropped.
         max_side: frames are shrunk to this long side before detection.
-        weights: the `retinaface.onnx` file; defaults to
-            $DEEPFACE_HOME/.deepface/weights/retinaface.onnx.
+        weights: the `retinaface.onnx` file; defaults to .deepface/weights/retinaface.onnx
+            under $DEEPFACE_HOME, or under the home folder when it is not set (as deepface).
     """
 
     name = "retinaface"
@@ -195,23 +195,28 @@ class RetinaFaceDetector:
 
 
 def retinaface_weights(weights: str | Path | None = None) -> Path:
-    """The RetinaFace weights file: `weights` if given, else the one under $DEEPFACE_HOME.
+    """The RetinaFace weights file: `weights` if given, else deepface's own place for it,
+    .deepface/weights/retinaface.onnx under $DEEPFACE_HOME or, when that is not set, the
+    home folder.
 
     Raises:
         FervideoError: no such file (it is never downloaded at run time).
     """
-    if weights is None:
-        home = os.environ.get("DEEPFACE_HOME")
-        if not home:
+    if weights is not None:
+        weights = Path(weights)
+        if not weights.is_file():
             raise FervideoError(
-                "the retinaface detector needs its weights file: pass --retinaface-weights "
-                f"PATH/{RETINAFACE_WEIGHTS_FILE} or set DEEPFACE_HOME to the folder holding "
-                f".deepface/weights/{RETINAFACE_WEIGHTS_FILE}."
+                f"the retinaface weights file {weights} does not exist (it is never downloaded)."
             )
-        weights = Path(home) / ".deepface" / "weights" / RETINAFACE_WEIGHTS_FILE
-    weights = Path(weights)
+        return weights
+    home = Path(os.environ.get("DEEPFACE_HOME") or Path.home())
+    weights = home / ".deepface" / "weights" / RETINAFACE_WEIGHTS_FILE
     if not weights.is_file():
-        raise FervideoError(f"the retinaface weights file {weights} does not exist (it is never downloaded).")
+        raise FervideoError(
+            f"the retinaface detector needs its weights file {weights}, which does not exist "
+            f"(it is never downloaded): pass --retinaface-weights PATH/{RETINAFACE_WEIGHTS_FILE} "
+            "or set DEEPFACE_HOME to the folder holding .deepface/weights/."
+        )
     return weights
 
 

@@ -115,18 +115,30 @@ def test_yunet_reports_every_face_of_a_group_photo(media, name, expected):
 # --- retinaface: an optional extra that must never download anything --------------------
 
 
-def test_retinaface_without_weights_says_how_to_provide_them(monkeypatch):
+def test_retinaface_without_weights_says_how_to_provide_them(tmp_path, monkeypatch):
     monkeypatch.delenv("DEEPFACE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.deepface/weights/retinaface.onnx
     with pytest.raises(FervideoError, match="--retinaface-weights") as error:
         RetinaFaceDetector()
-    assert str(error.value).count(". ") == 0  # one sentence
+    message = str(error.value)
+    assert str(tmp_path / ".deepface" / "weights" / "retinaface.onnx") in message
+    assert message.count(". ") == 0 and "DEEPFACE_HOME" in message  # one sentence
+
+
+def test_retinaface_weights_default_to_the_home_folder_like_deepface(tmp_path, monkeypatch):
+    monkeypatch.delenv("DEEPFACE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    expected = tmp_path / ".deepface" / "weights" / "retinaface.onnx"
+    expected.parent.mkdir(parents=True)
+    expected.write_bytes(b"x")
+    assert retinaface_weights() == expected
 
 
 def test_retinaface_weights_must_exist(tmp_path, monkeypatch):
     with pytest.raises(FervideoError, match=r"weights file .*nothere.onnx does not exist"):
         retinaface_weights(tmp_path / "nothere.onnx")
     monkeypatch.setenv("DEEPFACE_HOME", str(tmp_path))
-    with pytest.raises(FervideoError, match=r"\.deepface/weights/retinaface\.onnx does not exist"):
+    with pytest.raises(FervideoError, match=r"\.deepface/weights/retinaface\.onnx, which does not exist"):
         retinaface_weights()
     expected = tmp_path / ".deepface" / "weights" / "retinaface.onnx"
     expected.parent.mkdir(parents=True)
