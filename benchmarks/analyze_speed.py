@@ -77,19 +77,24 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def main() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read when TensorFlow loads, with the model
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = AnalyzeConfig()
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--video", type=Path, default=CLIP)
-    parser.add_argument("--model", default="default")
+    parser.add_argument("--model", default=str(defaults.model))
     parser.add_argument("--tiny-model", action="store_true", help="use a random stand-in model")
-    parser.add_argument("--fps", type=float, default=AnalyzeConfig().fps)
+    parser.add_argument("--fps", type=float, default=defaults.fps)
     parser.add_argument("--every-frame", action="store_true")
-    parser.add_argument("--detector", default="yunet")
+    parser.add_argument("--detector", default=defaults.detector)
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read when TensorFlow loads, with the model
+    args = parse_args()
     if not args.video.is_file():
         raise SystemExit(f"{args.video} not found (pass --video)")
 

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 import fervideo
+from fervideo.config import DEFAULT_OUT
 
 EXAMPLE = Path(__file__).with_name("astronaut.mp4")
 
@@ -22,7 +23,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("video", nargs="?", type=Path, default=EXAMPLE)
-    parser.add_argument("--out", type=Path, default=Path("fervideo-out"))
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--fps", type=float, default=fervideo.AnalyzeConfig().fps)
     parser.add_argument("--model", default="default", help="bundled model name or .keras file")
     args = parser.parse_args()

@@ -13,7 +13,7 @@ import math
 import cv2
 import numpy as np
 
-from fervideo.config import CROP_SIZE
+from fervideo.config import CROP_SIZE, AnalyzeConfig
 from fervideo.core import Faces
 
 #: A large face is first cut at most this many times the crop size, then area-averaged
@@ -21,7 +21,9 @@ from fervideo.core import Faces
 _MAX_OVERSAMPLE = 4
 
 
-def crop_faces(image: np.ndarray, faces: Faces, size: int = CROP_SIZE, margin: float = 0.25) -> np.ndarray:
+def crop_faces(
+    image: np.ndarray, faces: Faces, size: int = CROP_SIZE, margin: float = AnalyzeConfig().margin
+) -> np.ndarray:
     """Cut one square grayscale crop per face.
 
     Args:

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from fervideo.catalog import ModelInfo, resolve_model
-from fervideo.config import CROP_SIZE
+from fervideo.config import CROP_SIZE, AnalyzeConfig
 from fervideo.core import EMOTIONS, FervideoError
 from fervideo.tta import TTA_MODES, tta_views
 
 log = logging.getLogger(__name__)
+_DEFAULTS = AnalyzeConfig()
 
 #: A model whose output rows stray further than this from summing to 1 is not a softmax.
 _SUM_TOLERANCE = 1e-3
@@ -41,7 +42,12 @@ class ExpressionClassifier:
         (n, 7)
     """
 
-    def __init__(self, model: str | Path = "default", batch_size: int = 256, tta: str = "none") -> None:
+    def __init__(
+        self,
+        model: str | Path = _DEFAULTS.model,
+        batch_size: int = _DEFAULTS.batch_size,
+        tta: str = _DEFAULTS.tta,
+    ) -> None:
         if tta not in TTA_MODES:
             raise FervideoError(f"unknown TTA mode {tta!r}; expected one of {', '.join(TTA_MODES)}.")
         self.info: ModelInfo = resolve_model(model)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from fervideo import __version__
-from fervideo.config import AnalyzeConfig
+from fervideo.config import DEFAULT_OUT, AnalyzeConfig
 from fervideo.core import FervideoError
 from fervideo.tta import TTA_MODES
 
@@ -71,9 +71,9 @@ def analyze(
     inputs: Annotated[
         list[Path], typer.Argument(help="Video or image files, or folders of them.", show_default=False)
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder of the Parquet tables.")] = Path(
-        "fervideo-out"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder of the Parquet tables.")
+    ] = DEFAULT_OUT,
     fps: Annotated[
         float, typer.Option(min=0.001, help="Frames analysed per second of video.")
     ] = DEFAULTS.fps,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 #: Name of the bundled model `analyze` uses when `--model` is not given.
 DEFAULT_MODEL = "resvgg"
+#: Output folder of `analyze` when `--out` is not given.
+DEFAULT_OUT = Path("fervideo-out")
 #: Test-time augmentation modes (see `fervideo.tta`, which re-exports this).
 TTA_MODES = ("none", "flip", "crops")
 #: Side of the square grayscale face crop every model takes.

@@ -21,11 +21,13 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from fervideo.config import AnalyzeConfig
 from fervideo.core import Faces, FervideoError
 
 log = logging.getLogger(__name__)
 
 RETINAFACE_WEIGHTS_FILE = "retinaface.onnx"
+_DEFAULTS = AnalyzeConfig()
 
 
 class FaceDetector(Protocol):
@@ -116,7 +118,7 @@ class YuNetDetector:
 
     name = "yunet"
 
-    def __init__(self, min_score: float = 0.6, max_side: int = 960) -> None:
+    def __init__(self, min_score: float = _DEFAULTS.min_score, max_side: int = _DEFAULTS.max_side) -> None:
         self.min_score = min_score
         self.max_side = max_side
         # Both wheels bundle their own OpenMP runtime, which reads this when it loads. Its
@@ -171,7 +173,10 @@ class RetinaFaceDetector:
     name = "retinaface"
 
     def __init__(
-        self, min_score: float = 0.6, max_side: int = 960, weights: str | Path | None = None
+        self,
+        min_score: float = _DEFAULTS.min_score,
+        max_side: int = _DEFAULTS.max_side,
+        weights: str | Path | None = None,
     ) -> None:
         self.min_score = min_score
         self.max_side = max_side
@@ -270,7 +275,7 @@ DETECTORS: dict[str, Callable[..., FaceDetector]] = {
 }
 
 
-def get_detector(detector: str | FaceDetector = "yunet", **options: object) -> FaceDetector:
+def get_detector(detector: str | FaceDetector = _DEFAULTS.detector, **options: object) -> FaceDetector:
     """A detector by registry name (built with `options`), or an object passed through.
 
     Raises:

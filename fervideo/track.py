@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fervideo.config import AnalyzeConfig
 from fervideo.core import Faces, box_iou
+
+_DEFAULTS = AnalyzeConfig()
 
 
 @dataclass
@@ -34,7 +37,9 @@ class IoUTracker:
         ...     faces = tracker.update(faces, time_s)  # faces.track_id is now set
     """
 
-    def __init__(self, iou_threshold: float = 0.3, max_gap_s: float = 1.0) -> None:
+    def __init__(
+        self, iou_threshold: float = _DEFAULTS.iou_threshold, max_gap_s: float = _DEFAULTS.max_track_gap_s
+    ) -> None:
         self.iou_threshold = iou_threshold
         self.max_gap_s = max_gap_s
         self.reset()

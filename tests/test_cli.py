@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from fervideo import __version__, pipeline
 from fervideo.cli import Detector, app
-from fervideo.config import AnalyzeConfig
+from fervideo.config import DEFAULT_OUT, AnalyzeConfig
 from fervideo.core import FervideoError
 from fervideo.detectors import DETECTORS
 from fervideo.pipeline import VideoResult
@@ -64,7 +64,7 @@ def test_defaults_come_from_the_config(recorded):
     result = runner.invoke(app, ["analyze", "a.mp4"])
     assert result.exit_code == 0, result.output
     assert configs == [AnalyzeConfig()]
-    assert calls[0]["paths"] == [Path("a.mp4")] and calls[0]["out"] == Path("fervideo-out")
+    assert calls[0]["paths"] == [Path("a.mp4")] and calls[0]["out"] == DEFAULT_OUT
     assert calls[0]["overwrite"] is False
 
 

@@ -1,10 +1,14 @@
+import json
 import math
+import subprocess
+import sys
 from contextlib import ExitStack as DoesNotRaise
 
 import pytest
 
 from fervideo import tta
 from fervideo.config import TTA_MODES, AnalyzeConfig
+from tests.conftest import REPO
 
 
 @pytest.mark.parametrize(
@@ -39,3 +43,61 @@ def test_settings_at_the_edges_of_their_range_are_valid(fields):
 
 def test_tta_modes_have_one_source():
     assert tta.TTA_MODES is TTA_MODES
+
+
+def test_module_defaults_are_read_from_the_config():
+    """Change every default in `fervideo.config` (in a fresh interpreter), then import the
+    modules: their own defaults, the CLI's and the speed benchmark's must follow."""
+    code = f"""
+import dataclasses, importlib.util, inspect, json, sys
+from pathlib import Path
+import fervideo.config as config
+
+@dataclasses.dataclass(frozen=True)
+class Changed(config.AnalyzeConfig):
+    model: str = "other"
+    detector: str = "retinaface"
+    fps: float = 2.0
+    min_score: float = 0.5
+    max_side: int = 640
+    margin: float = 0.5
+    batch_size: int = 8
+    tta: str = "flip"
+    iou_threshold: float = 0.4
+    max_track_gap_s: float = 2.5
+
+config.AnalyzeConfig = Changed
+config.DEFAULT_OUT = Path("elsewhere")
+from fervideo import align, classify, cli, detectors, track
+
+spec = importlib.util.spec_from_file_location("bench", {str(REPO / "benchmarks" / "analyze_speed.py")!r})
+bench = sys.modules["bench"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+args = bench.parse_args([])
+
+def defaults(fn):
+    parameters = inspect.signature(fn).parameters.items()
+    return {{n: str(p.default) for n, p in parameters if p.default is not p.empty}}
+
+print(json.dumps({{
+    "crop_faces": defaults(align.crop_faces),
+    "ExpressionClassifier": defaults(classify.ExpressionClassifier),
+    "YuNetDetector": defaults(detectors.YuNetDetector),
+    "RetinaFaceDetector": defaults(detectors.RetinaFaceDetector),
+    "get_detector": defaults(detectors.get_detector),
+    "IoUTracker": defaults(track.IoUTracker),
+    "cli out": str(inspect.signature(cli.analyze).parameters["out"].default),
+    "benchmark": [args.model, args.detector, args.fps],
+}}))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["crop_faces"]["margin"] == "0.5"
+    assert found["ExpressionClassifier"] == {"model": "other", "batch_size": "8", "tta": "flip"}
+    assert found["YuNetDetector"] == {"min_score": "0.5", "max_side": "640"}
+    assert found["RetinaFaceDetector"] == {"min_score": "0.5", "max_side": "640", "weights": "None"}
+    assert found["get_detector"] == {"detector": "retinaface"}
+    assert found["IoUTracker"] == {"iou_threshold": "0.4", "max_gap_s": "2.5"}
+    assert found["cli out"] == "elsewhere"
+    assert found["benchmark"] == ["other", "retinaface", 2.0]
