@@ -28,6 +28,7 @@ import fervideo
 from fervideo.classify import ExpressionClassifier
 from fervideo.config import AnalyzeConfig
 from fervideo.pipeline import Analyzer
+from fervideo.testing import save_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO.parent / "shared" / "media" / "woman.mp4"
@@ -53,23 +54,6 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def tiny_model(folder: Path) -> Path:
-    import keras
-
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((48, 48, 1)),
-            keras.layers.Rescaling(1 / 255),
-            keras.layers.Flatten(),
-            keras.layers.Dense(7, activation="softmax"),
-        ]
-    )
-    path = folder / "tiny-random.keras"
-    model.save(path)
-    return path
-
-
 def cpu_name() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
         if line.startswith("model name"):
@@ -92,6 +76,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def settings_line(analyzer: Analyzer) -> str:
+    """The report's line on the run's settings."""
+    config, run = analyzer.config, analyzer.run_info
+    return (
+        f"- settings: detector `{run.detector}`, sampling {run.sampling}, "
+        f"batch size {config.batch_size}, TTA {config.tta}"
+    )
+
+
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read when TensorFlow loads, with the model
     args = parse_args()
@@ -99,7 +92,7 @@ def main() -> None:
         raise SystemExit(f"{args.video} not found (pass --video)")
 
     with tempfile.TemporaryDirectory() as tmp:
-        model = tiny_model(Path(tmp)) if args.tiny_model else args.model
+        model = save_tiny_model(Path(tmp) / "tiny-random.keras") if args.tiny_model else args.model
         fps = None if args.every_frame else args.fps
         config = AnalyzeConfig(model=model, detector=args.detector, fps=fps)
         import keras  # noqa: F401 (so that "model load" times the model file, not TensorFlow's import)
@@ -143,8 +136,7 @@ def main() -> None:
             f"Latest run of `{command}`, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.",
             "",
             f"- clip: `{args.video.name}`, {info.width}x{info.height}, {info.fps:.2f} fps, {info.codec}",
-            f"- settings: detector `{analyzer.run_info.detector}`, sampling {analyzer.run_info.sampling}, "
-            f"batch size {config.batch_size}, TTA {'on' if config.tta else 'off'}",
+            settings_line(analyzer),
             f"- model: {model_line}",
             f"- machine: {cpu_name()}, {os.cpu_count()} logical CPUs, load average {load_avg:.1f} "
             f"when the run started; {versions}; GPUs visible: {len(tf.config.list_physical_devices('GPU'))}",

@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-EMOTIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+from fervideo.config import DEFAULT_OUT
+from fervideo.core import EMOTIONS
 
 
 def main(out: Path) -> None:
@@ -33,7 +34,7 @@ def main(out: Path) -> None:
     print(summary.set_index("video")[[f"{e}_peak" for e in EMOTIONS]].to_string())
 
     print("\nTop class per track:")
-    per_track = faces.groupby(["video", "track"])[EMOTIONS].mean().idxmax(axis=1).rename("emotion")
+    per_track = faces.groupby(["video", "track"])[list(EMOTIONS)].mean().idxmax(axis=1).rename("emotion")
     print(per_track.to_string())
 
     print("\nSeconds without any face:")
@@ -47,4 +48,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "fervideo-out"))
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_OUT)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fervideo.core import EMOTIONS
-from tests.helpers import save_tiny_model
+from fervideo.testing import save_tiny_model
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

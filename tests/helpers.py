@@ -1,5 +1,5 @@
 """Factories shared by the tests: `Faces` from lists, videos written on the fly, a fake
-detector and a tiny Keras model with the bundled models' contract."""
+detector and a fake RetinaFace model (the tiny Keras model is `fervideo.testing`'s)."""
 
 from __future__ import annotations
 
@@ -61,24 +61,6 @@ class FakeDetector:
         if frame_index in self.empty:
             return Faces.empty()
         return make_faces([self.box], frame_index)
-
-
-def save_tiny_model(path: Path, seed: int = 0) -> Path:
-    """A random model with the bundled models' contract: (N, 48, 48, 1) pixels 0-255 in,
-    (N, 7) softmax out."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential(
-        [
-            keras.Input((48, 48, 1)),
-            keras.layers.Rescaling(1 / 255),
-            keras.layers.Flatten(),
-            keras.layers.Dense(len(EMOTIONS), activation="softmax"),
-        ]
-    )
-    model.save(path)
-    return path
 
 
 def write_vfr_video(
