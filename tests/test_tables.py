@@ -76,7 +76,7 @@ def test_faces_rows():
         track_id=[0, 1],
     )
     rows = faces_batch("clip-1", faces, np.array([0.1, 0.1])).to_pylist()
-    assert rows[0] | {"happy": None} == {
+    assert rows[0] == {
         "video": "clip-1",
         "frame": 3,
         "timestamp": 0.1,
@@ -87,7 +87,6 @@ def test_faces_rows():
         "h": 60,
         "score": pytest.approx(0.9),
         **{c: pytest.approx(p) for c, p in zip(CLASSES, one_hot("happy", 0.7), strict=True)},
-        "happy": None,
         "emotion": "happy",
     }
     assert rows[1]["emotion"] == "sad" and rows[1]["track"] == 1
