@@ -62,9 +62,6 @@ def write_card(run: Path, notes: str = "") -> Path:
             + " | ".join(f"{m['per_class'][c]['recall']:.1%}" for c in EMOTIONS)
             + " |"
         )
-    extra = run / "EXTRA.md"
-    if extra.is_file():
-        lines += ["", extra.read_text().strip()]
     lines += ["", "## Curves", "", "![accuracy and loss](curves.png)", "", "## Confusion", ""]
     lines += [f"![{p.stem}]({p.name})" for p in sorted(run.glob("confusion_*.png"))]
     card.write_text("\n".join(lines) + "\n")
