@@ -104,8 +104,6 @@ class TrainConfig:
         mixed_precision: train in bfloat16 (2.5x faster for a resvgg-like net on a CPU with
             AMX, in one measurement here).
         warmup_epochs: linear learning-rate warm-up before the cosine decay.
-        steps_per_execution: training steps per compiled call (raise it on a GPU).
-        checkpoint_every: epochs between checkpoints (a ResNet-50 one is ~190 MB).
         imagenet_weights: ResNet-50 notop weights file for `resnet_imagenet`.
     """
 
@@ -121,8 +119,6 @@ class TrainConfig:
     holdout: float = 0.0
     seed: int = 0
     mixed_precision: bool = False
-    steps_per_execution: int = 1
-    checkpoint_every: int = 1
     resume: bool = False
     imagenet_weights: Path | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)

@@ -44,8 +44,6 @@ class RunState:
     epochs_total: int = 0
     train_seconds: float = 0.0
     architecture: str = ""
-    mean: float = 0.0
-    std: float = 0.0
 
     @classmethod
     def read(cls, path: Path) -> RunState:
@@ -80,7 +78,7 @@ def train(config: TrainConfig, time_budget_s: float | None = None) -> Path:
             f"--model {state.architecture} or choose another --out."
         )
     state.epochs_total = state.epochs_total or config.epochs
-    state.architecture, state.mean, state.std = config.architecture, mean, std
+    state.architecture = config.architecture
 
     if config.mixed_precision:
         keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
@@ -95,7 +93,7 @@ def train(config: TrainConfig, time_budget_s: float | None = None) -> Path:
             _Schedule(config, state),
             keras.callbacks.CSVLogger(str(out / "history.csv"), append=state.epochs_done > 0),
             *([_TimeBudget(state, time_budget_s)] if time_budget_s else []),
-            _Checkpoint(checkpoint, state, state_path, config.checkpoint_every),
+            _Checkpoint(checkpoint, state, state_path),
         ]
         if state.epochs_done < state.epochs_total:
             train_model.fit(
@@ -170,7 +168,6 @@ def _training_model(config: TrainConfig, mean: float, std: float) -> keras.Model
         ),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
-        steps_per_execution=config.steps_per_execution,
     )
     return model
 
@@ -178,10 +175,9 @@ def _training_model(config: TrainConfig, mean: float, std: float) -> keras.Model
 def _inference_model(config: TrainConfig, train_model: keras.Model, mean: float, std: float) -> keras.Model:
     """The trained network alone, rebuilt in float32 (also after bfloat16 training)."""
     trained = train_model.get_layer(config.architecture)
-    options = {"weights": None} if config.architecture.startswith("resnet") else {}
-    model = architectures.ARCHITECTURES[
-        "resnet" if config.architecture == "resnet_imagenet" else config.architecture
-    ](mean, std, **options)
+    # resnet_imagenet's layers are resnet's; its ImageNet start is in the trained weights
+    same_layers = "resnet" if config.architecture == "resnet_imagenet" else config.architecture
+    model = architectures.build(same_layers, mean, std)
     model.name = config.architecture
     model.set_weights([np.asarray(w, np.float32) for w in trained.get_weights()])
     return model
@@ -294,12 +290,12 @@ class _Schedule(keras.callbacks.Callback):
 
 
 class _Checkpoint(keras.callbacks.Callback):
-    """Every `every` epochs and at the last: the whole training model (with optimizer state)
-    and the run state, atomically; so a killed run resumes at the last saved epoch."""
+    """After every epoch: the whole training model (with optimizer state) and the run state,
+    atomically; so a killed run resumes at the last finished epoch."""
 
-    def __init__(self, path: Path, state: RunState, state_path: Path, every: int):
+    def __init__(self, path: Path, state: RunState, state_path: Path):
         super().__init__()
-        self.path, self.state, self.state_path, self.every = path, state, state_path, every
+        self.path, self.state, self.state_path = path, state, state_path
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self.started = time.perf_counter()
@@ -307,8 +303,6 @@ class _Checkpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         self.state.epochs_done = epoch + 1
         self.state.train_seconds += time.perf_counter() - self.started
-        if self.state.epochs_done % self.every and self.state.epochs_done < self.state.epochs_total:
-            return
         tmp = self.path.with_name("checkpoint.tmp.keras")
         self.model.save(tmp)
         os.replace(tmp, self.path)
