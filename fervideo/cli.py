@@ -209,7 +209,9 @@ def train(
     epochs: Annotated[
         int | None,
         typer.Option(
-            min=1, help="Passes over the training split (study: 150). [default: the model's recipe]"
+            min=1,
+            help="Passes over the training split (study: 150); with --resume, the run's new length "
+            "(extends a finished run). [default: the model's recipe]",
         ),
     ] = None,
     batch_size: Annotated[
@@ -272,7 +274,11 @@ def train(
         **{k: v for k, v in given.items() if v is not None},
     )
     try:
-        path = fit(config, time_budget_s=time_budget * 60 if time_budget else None)
+        path = fit(
+            config,
+            time_budget_s=time_budget * 60 if time_budget else None,
+            replan_epochs=epochs if resume else None,
+        )
     except FervideoError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=1) from None

@@ -95,11 +95,14 @@ def _augment_text(augment: dict) -> str:
 
 
 def _command(meta: dict) -> str:
+    """The commands that rebuild the model: one run, then one `--resume` per re-planned length."""
     r = meta["recipe"]
+    replanned = r.get("replanned", [])
+    first_epochs = replanned[0][0] if replanned else r["epochs"]
+    same_run = f"--model {meta['architecture']} --data FER2013_FOLDER_OR_CSV"
     options = [
-        f"--model {meta['architecture']}",
-        "--data FER2013_FOLDER_OR_CSV",
-        f"--epochs {r['epochs']}",
+        same_run,
+        f"--epochs {first_epochs}",
         f"--batch-size {r['batch_size']}",
         f"--lr {r['learning_rate']}",
         f"--weight-decay {r['weight_decay']}",
@@ -111,4 +114,5 @@ def _command(meta: dict) -> str:
         options.append(f"--holdout {r['holdout']}")
     if r["imagenet_weights"]:
         options.append("--imagenet-weights IMAGENET_NOTOP_H5")
-    return "fervideo train " + " ".join(options)
+    resumes = "".join(f" && fervideo train {same_run} --resume --epochs {total}" for _, total in replanned)
+    return "fervideo train " + " ".join(options) + resumes

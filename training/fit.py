@@ -44,20 +44,30 @@ class RunState:
     epochs_total: int = 0
     train_seconds: float = 0.0
     architecture: str = ""
+    # (epoch, new total) each time a resumed run was given another length
+    replanned: list[tuple[int, int]] = dataclasses.field(default_factory=list)
 
     @classmethod
     def read(cls, path: Path) -> RunState:
-        return cls(**json.loads(path.read_text())) if path.is_file() else cls()
+        if not path.is_file():
+            return cls()
+        known = {field.name for field in dataclasses.fields(cls)}
+        saved = json.loads(path.read_text())
+        state = cls(**{k: v for k, v in saved.items() if k in known})
+        state.replanned = [tuple(pair) for pair in state.replanned]
+        return state
 
     def write(self, path: Path) -> None:
         _atomic_write_text(path, json.dumps(dataclasses.asdict(self)))
 
 
-def train(config: TrainConfig, time_budget_s: float | None = None) -> Path:
+def train(config: TrainConfig, time_budget_s: float | None = None, replan_epochs: int | None = None) -> Path:
     """Train `config.architecture` on FER2013 and write every output into `config.out`.
 
     With `time_budget_s`, the number of epochs is cut (never raised) to what fits in the
     budget at the speed measured in the second epoch; the schedule is planned on that.
+    With `replan_epochs` and `config.resume`, the resumed run gets that many epochs in all:
+    a finished run is extended, and the cosine resumes from where the new length puts it.
     Returns the path of the final `model.keras`.
     """
     out = Path(config.out)
@@ -79,6 +89,13 @@ def train(config: TrainConfig, time_budget_s: float | None = None) -> Path:
         )
     state.epochs_total = state.epochs_total or config.epochs
     state.architecture = config.architecture
+    if replan_epochs is not None and config.resume and replan_epochs != state.epochs_total:
+        if replan_epochs < state.epochs_done:
+            raise FervideoError(
+                f"{out} has already trained {state.epochs_done} epochs: --epochs must be at least that."
+            )
+        state.replanned.append((state.epochs_done, replan_epochs))
+        state.epochs_total = replan_epochs
 
     if config.mixed_precision:
         keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
@@ -221,8 +238,10 @@ def _finish(
         "recipe": {
             **_jsonable(dataclasses.asdict(config)),
             "epochs": state.epochs_done,
+            "replanned": state.replanned,
             "optimizer": "SGD, Nesterov momentum 0.9, decoupled weight decay",
-            "schedule": f"linear warm-up {config.warmup_epochs} epoch(s), then cosine to 0",
+            "schedule": f"linear warm-up {config.warmup_epochs} epoch(s), then cosine to 0"
+            + "".join(f"; re-planned after epoch {at} to {total} epochs" for at, total in state.replanned),
             "loss": "categorical cross-entropy",
         },
         "training": {

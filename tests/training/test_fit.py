@@ -109,6 +109,31 @@ def test_resume_after_an_interrupted_run(fer_folder: Path, tmp_path: Path, monke
     assert json.loads((tmp_path / "metadata.json").read_text())["recipe"]["epochs"] == 3
 
 
+def test_a_finished_run_is_extended_and_its_schedule_replanned(fer_folder: Path, tmp_path: Path, monkeypatch):
+    config = _config(fer_folder, tmp_path, epochs=2)
+    fit.train(config)
+    (tmp_path / "state.json").write_text(  # a state file from an older fervideo: extra keys
+        json.dumps({**json.loads((tmp_path / "state.json").read_text()), "mean": 1.0})
+    )
+    rates = []
+    original = fit._Schedule.on_epoch_begin
+
+    def record_rate(self, epoch, logs=None):
+        original(self, epoch, logs)
+        rates.append(float(self.model.optimizer.learning_rate.numpy()))
+
+    monkeypatch.setattr(fit._Schedule, "on_epoch_begin", record_rate)
+    with pytest.raises(FervideoError, match="at least that"):
+        fit.train(replace(config, resume=True), replan_epochs=1)
+    fit.train(replace(config, resume=True), replan_epochs=5)
+    assert pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == [0, 1, 2, 3, 4]
+    assert len(rates) == 3 and rates[0] > rates[1] > rates[2] > 0  # cosine over 5, from epoch 2
+    recipe = json.loads((tmp_path / "metadata.json").read_text())["recipe"]
+    assert recipe["epochs"] == 5 and "re-planned after epoch 2 to 5 epochs" in recipe["schedule"]
+    card = (tmp_path / "README.md").read_text()
+    assert "--epochs 2 " in card and "--resume --epochs 5`" in card  # how to rebuild it
+
+
 def test_time_budget_cuts_the_epochs(fer_folder: Path, tmp_path: Path):
     fit.train(_config(fer_folder, tmp_path, epochs=50), time_budget_s=0.01)
     assert len(pd.read_csv(tmp_path / "history.csv")) == 2
