@@ -21,7 +21,9 @@ def test_train_forwards_options_over_the_recipe(monkeypatch, tmp_path: Path):
     monkeypatch.setattr(
         fit,
         "train",
-        lambda config, time_budget_s=None: calls.append((config, time_budget_s)) or tmp_path / "model.keras",
+        lambda config, time_budget_s=None, replan_epochs=None: (
+            calls.append((config, time_budget_s, replan_epochs)) or tmp_path / "model.keras"
+        ),
     )
     result = runner.invoke(
         app,
@@ -41,12 +43,15 @@ def test_train_forwards_options_over_the_recipe(monkeypatch, tmp_path: Path):
         ],
     )
     assert result.exit_code == 0, result.output
-    config, budget = calls[0]
+    config, budget, replan = calls[0]
     assert (config.architecture, config.epochs, config.learning_rate) == ("resvgg", 7, 0.02)
     assert config.resume and budget == 180 and config.out == Path("runs/resvgg")
+    assert replan == 7  # --epochs with --resume gives the run a new length
     # options not given come from the bundled recipe
     assert config.label_smoothing == RECIPES["resvgg"].label_smoothing
     assert config.augment == RECIPES["resvgg"].augment
+    runner.invoke(app, ["train", "--model", "resvgg", "--data", "d.csv", "--epochs", "7"])
+    assert calls[1][0].epochs == 7 and calls[1][2] is None  # a new run: no re-planning
 
 
 def test_train_one_epoch_writes_every_output(fer_csv: Path, tmp_path: Path):
