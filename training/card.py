@@ -41,7 +41,7 @@ def write_card(run: Path, notes: str = "") -> Path:
         f"- Augmentation: {_augment_text(recipe['augment'])}.",
         f"- Trained in {training['seconds'] / 60:.1f} min on {training['device']} "
         f"(Keras {meta['keras_version']}, {training['backend']} backend).",
-        f"- Reproduce: `{_command(meta)}`",
+        f"- Reproduce: {_command(meta)}",
     ]
     if notes:
         lines += ["", "## Why this recipe", notes.strip()]
@@ -95,10 +95,11 @@ def _augment_text(augment: dict) -> str:
 
 
 def _command(meta: dict) -> str:
-    """The commands that rebuild the model: one run, then one `--resume` per re-planned length."""
+    """The commands (markdown) that rebuild the model: one run, then one `--resume` per
+    re-planned length, saying where a run was stopped before its planned end."""
     r = meta["recipe"]
     replanned = r.get("replanned", [])
-    first_epochs = replanned[0][0] if replanned else r["epochs"]
+    first_epochs = replanned[0][1] if replanned else r["epochs"]
     same_run = f"--model {meta['architecture']} --data FER2013_FOLDER_OR_CSV"
     options = [
         same_run,
@@ -114,5 +115,8 @@ def _command(meta: dict) -> str:
         options.append(f"--holdout {r['holdout']}")
     if r["imagenet_weights"]:
         options.append("--imagenet-weights IMAGENET_NOTOP_H5")
-    resumes = "".join(f" && fervideo train {same_run} --resume --epochs {total}" for _, total in replanned)
-    return "fervideo train " + " ".join(options) + resumes
+    text = "`fervideo train " + " ".join(options) + "`"
+    for at, planned, total in replanned:
+        stopped = f", stopped after epoch {at}," if at < planned else ""
+        text += f"{stopped} then `fervideo train {same_run} --resume --epochs {total}`"
+    return text

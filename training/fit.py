@@ -44,8 +44,8 @@ class RunState:
     epochs_total: int = 0
     train_seconds: float = 0.0
     architecture: str = ""
-    # (epoch, new total) each time a resumed run was given another length
-    replanned: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    # (epoch, planned total, new total) each time a resumed run was given another length
+    replanned: list[tuple[int, int, int]] = dataclasses.field(default_factory=list)
 
     @classmethod
     def read(cls, path: Path) -> RunState:
@@ -94,7 +94,7 @@ def train(config: TrainConfig, time_budget_s: float | None = None, replan_epochs
             raise FervideoError(
                 f"{out} has already trained {state.epochs_done} epochs: --epochs must be at least that."
             )
-        state.replanned.append((state.epochs_done, replan_epochs))
+        state.replanned.append((state.epochs_done, state.epochs_total, replan_epochs))
         state.epochs_total = replan_epochs
 
     if config.mixed_precision:
@@ -241,7 +241,10 @@ def _finish(
             "replanned": state.replanned,
             "optimizer": "SGD, Nesterov momentum 0.9, decoupled weight decay",
             "schedule": f"linear warm-up {config.warmup_epochs} epoch(s), then cosine to 0"
-            + "".join(f"; re-planned after epoch {at} to {total} epochs" for at, total in state.replanned),
+            + "".join(
+                f"; after epoch {at}, re-planned from {planned} to {total} epochs"
+                for at, planned, total in state.replanned
+            ),
             "loss": "categorical cross-entropy",
         },
         "training": {

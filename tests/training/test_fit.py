@@ -101,12 +101,14 @@ def test_resume_after_an_interrupted_run(fer_folder: Path, tmp_path: Path, monke
     monkeypatch.setattr(fit._Checkpoint, "on_epoch_end", original)
     with pytest.raises(FervideoError, match="holds a resvgg run"):
         fit.train(replace(config, architecture="custom_cnn", resume=True))
-    fit.train(replace(config, resume=True))
+    fit.train(replace(config, resume=True), replan_epochs=4)  # and given a new length
     history = pd.read_csv(tmp_path / "history.csv")
-    assert history["epoch"].tolist() == [0, 1, 2]  # epoch 0 is not trained again
+    assert history["epoch"].tolist() == [0, 1, 2, 3]  # epoch 0 is not trained again
     resumed = keras.saving.load_model(tmp_path / "checkpoint.keras")
-    assert int(resumed.optimizer.iterations.numpy()) == 3 * steps_after_epoch_one
-    assert json.loads((tmp_path / "metadata.json").read_text())["recipe"]["epochs"] == 3
+    assert int(resumed.optimizer.iterations.numpy()) == 4 * steps_after_epoch_one
+    assert json.loads((tmp_path / "metadata.json").read_text())["recipe"]["epochs"] == 4
+    card = (tmp_path / "README.md").read_text()
+    assert "--epochs 3 " in card and "`, stopped after epoch 1, then `fervideo train" in card
 
 
 def test_a_finished_run_is_extended_and_its_schedule_replanned(fer_folder: Path, tmp_path: Path, monkeypatch):
@@ -129,9 +131,10 @@ def test_a_finished_run_is_extended_and_its_schedule_replanned(fer_folder: Path,
     assert pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == [0, 1, 2, 3, 4]
     assert len(rates) == 3 and rates[0] > rates[1] > rates[2] > 0  # cosine over 5, from epoch 2
     recipe = json.loads((tmp_path / "metadata.json").read_text())["recipe"]
-    assert recipe["epochs"] == 5 and "re-planned after epoch 2 to 5 epochs" in recipe["schedule"]
+    assert recipe["epochs"] == 5 and "after epoch 2, re-planned from 2 to 5 epochs" in recipe["schedule"]
     card = (tmp_path / "README.md").read_text()
-    assert "--epochs 2 " in card and "--resume --epochs 5`" in card  # how to rebuild it
+    assert "--epochs 2 " in card and "then `fervideo train --model resvgg" in card  # how to rebuild it
+    assert "--resume --epochs 5`" in card and "stopped" not in card  # it had finished
 
 
 def test_time_budget_cuts_the_epochs(fer_folder: Path, tmp_path: Path):
