@@ -54,7 +54,7 @@ class RunState:
         known = {field.name for field in dataclasses.fields(cls)}
         saved = json.loads(path.read_text())
         state = cls(**{k: v for k, v in saved.items() if k in known})
-        state.replanned = [tuple(pair) for pair in state.replanned]
+        state.replanned = [tuple(entry) for entry in state.replanned]  # JSON gives lists
         return state
 
     def write(self, path: Path) -> None:
