@@ -46,6 +46,9 @@ class RunState:
     architecture: str = ""
     # (epoch, planned total, new total) each time a resumed run was given another length
     replanned: list[tuple[int, int, int]] = dataclasses.field(default_factory=list)
+    # augmentation layer -> its random generator's [seed, counter]: Keras does not save these,
+    # and a resumed run that restarted them would replay its first epochs' augmentations
+    augment_streams: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def read(cls, path: Path) -> RunState:
@@ -77,7 +80,6 @@ def train(config: TrainConfig, time_budget_s: float | None = None, replan_epochs
             f"{out} already holds a training run: pass --resume to continue it or choose another --out."
         )
     out.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(config.seed)
 
     train_data, val_data = _load_data(config)
     mean, std = float(train_data.x.mean()), float(train_data.x.std())
@@ -87,6 +89,8 @@ def train(config: TrainConfig, time_budget_s: float | None = None, replan_epochs
             f"{out} holds a {state.architecture} run, not {config.architecture}: resume it with "
             f"--model {state.architecture} or choose another --out."
         )
+    # a resumed run shuffles afresh rather than replaying the shuffles of the run's first epochs
+    keras.utils.set_random_seed(config.seed + state.epochs_done)
     state.epochs_total = state.epochs_total or config.epochs
     state.architecture = config.architecture
     if replan_epochs is not None and config.resume and replan_epochs != state.epochs_total:
@@ -103,6 +107,7 @@ def train(config: TrainConfig, time_budget_s: float | None = None, replan_epochs
         if checkpoint.exists():
             log.info("resuming %s after epoch %d of %d", out, state.epochs_done, state.epochs_total)
             train_model = keras.saving.load_model(checkpoint)
+            _restore_augment_streams(train_model, state.augment_streams)
             _forget_epochs_after(out / "history.csv", state.epochs_done)
         else:
             train_model = _training_model(config, mean, std)
@@ -311,9 +316,22 @@ class _Schedule(keras.callbacks.Callback):
         self.model.optimizer.learning_rate.assign(self.config.learning_rate * factor)
 
 
+def _augment_generators(model: keras.Model) -> dict[str, keras.random.SeedGenerator]:
+    return {layer.name: layer.generator for layer in model.get_layer("augment").layers}
+
+
+def _restore_augment_streams(model: keras.Model, streams: dict[str, list[int]]) -> None:
+    for name, generator in _augment_generators(model).items():
+        if name in streams:
+            generator.state.assign(np.asarray(streams[name], generator.state.dtype))
+        else:
+            log.warning("no saved random stream for augmentation %s: it restarts from its seed", name)
+
+
 class _Checkpoint(keras.callbacks.Callback):
-    """After every epoch: the whole training model (with optimizer state) and the run state,
-    atomically; so a killed run resumes at the last finished epoch."""
+    """After every epoch: the whole training model (with optimizer state) and the run state
+    (with the augmentation streams' positions), atomically; so a killed run resumes at the
+    last finished epoch."""
 
     def __init__(self, path: Path, state: RunState, state_path: Path):
         super().__init__()
@@ -325,6 +343,10 @@ class _Checkpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         self.state.epochs_done = epoch + 1
         self.state.train_seconds += time.perf_counter() - self.started
+        self.state.augment_streams = {
+            name: np.asarray(generator.state.value).tolist()
+            for name, generator in _augment_generators(self.model).items()
+        }
         tmp = self.path.with_name("checkpoint.tmp.keras")
         self.model.save(tmp)
         os.replace(tmp, self.path)

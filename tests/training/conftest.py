@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from fervideo.config import TrainConfig
 from fervideo.core import EMOTIONS
 
 PER_CLASS = {"Training": 6, "PublicTest": 2}
@@ -53,3 +55,21 @@ def fer_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for label, image in images
     ]
     return write_csv(tmp_path_factory.mktemp("csv") / "fer2013.csv", rows)
+
+
+def tiny_run_config(data: Path, out: Path, **changes) -> TrainConfig:
+    """A resvgg run of two quick epochs on the tiny look-alike."""
+    return replace(
+        TrainConfig(architecture="resvgg", data=data, out=out, epochs=2, batch_size=16, learning_rate=0.01),
+        **changes,
+    )
+
+
+@pytest.fixture(scope="session")
+def finished_run(fer_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished tiny training run: model, metadata, metrics, plots and card."""
+    from training import fit
+
+    out = tmp_path_factory.mktemp("run")
+    fit.train(tiny_run_config(fer_folder, out))
+    return out

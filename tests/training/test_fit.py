@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from fervideo.catalog import resolve_model
-from fervideo.config import TrainConfig
 from fervideo.core import EMOTIONS, FervideoError
 from training import fit
 from training.data import load_split
+
+from .conftest import tiny_run_config as _config
 
 RUN_OUTPUTS = (
     "model.keras",
@@ -25,20 +26,6 @@ RUN_OUTPUTS = (
     "confusion_PublicTest.png",
     "checkpoint.keras",
 )
-
-
-def _config(data: Path, out: Path, **changes) -> TrainConfig:
-    return replace(
-        TrainConfig(architecture="resvgg", data=data, out=out, epochs=2, batch_size=16, learning_rate=0.01),
-        **changes,
-    )
-
-
-@pytest.fixture(scope="module")
-def finished_run(fer_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("run")
-    fit.train(_config(fer_folder, out))
-    return out
 
 
 def test_a_run_writes_every_output(finished_run: Path):
@@ -90,7 +77,11 @@ def test_resume_after_an_interrupted_run(fer_folder: Path, tmp_path: Path, monke
     with pytest.raises(KeyboardInterrupt):
         fit.train(config)
     assert not (tmp_path / "model.keras").exists()
-    assert json.loads((tmp_path / "state.json").read_text())["epochs_done"] == 1
+    state_after_one = json.loads((tmp_path / "state.json").read_text())
+    assert state_after_one["epochs_done"] == 1
+    streams_after_one = state_after_one["augment_streams"]
+    assert set(streams_after_one) >= {"flip", "rotation", "zoom", "shift"}
+    assert all(counter > 0 for _, counter in streams_after_one.values())
     saved = keras.saving.load_model(tmp_path / "checkpoint.keras")
     steps_after_epoch_one = int(saved.optimizer.iterations.numpy())
 
@@ -106,6 +97,9 @@ def test_resume_after_an_interrupted_run(fer_folder: Path, tmp_path: Path, monke
     assert history["epoch"].tolist() == [0, 1, 2, 3]  # epoch 0 is not trained again
     resumed = keras.saving.load_model(tmp_path / "checkpoint.keras")
     assert int(resumed.optimizer.iterations.numpy()) == 4 * steps_after_epoch_one
+    # the augmentations went on from where they stopped, not again from the run's first epoch
+    streams = json.loads((tmp_path / "state.json").read_text())["augment_streams"]
+    assert streams == {name: [seed, 4 * counter] for name, (seed, counter) in streams_after_one.items()}
     assert json.loads((tmp_path / "metadata.json").read_text())["recipe"]["epochs"] == 4
     card = (tmp_path / "README.md").read_text()
     assert "--epochs 3 " in card and "`, stopped after epoch 1, then `fervideo train" in card
