@@ -2,8 +2,9 @@
 
     python benchmarks/inference_speed.py
 
-Speed does not depend on the weights, so each architecture is built with random ones; the
-result goes to benchmarks/SPEED.md. Run it on an otherwise idle machine.
+Speed does not depend on the weights, so each architecture is built with random ones; bundled
+ensembles are timed from their files. The result goes to benchmarks/SPEED.md. Run it on an
+otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from fervideo.catalog import list_models
 from training.architectures import build
+from training.ensemble import ARCHITECTURE as ENSEMBLE
 
 RESULTS = Path(__file__).with_name("SPEED.md")
 BATCH = 256
@@ -37,8 +40,12 @@ def crops_per_second(predict: Callable[[np.ndarray], object], seconds: float = 1
 
 def main() -> None:
     rows = []
-    for name in ("resvgg", "custom_cnn", "resnet"):
-        model = build(name, 129.4, 65.1)
+    models = {f"`{name}`": build(name, 129.4, 65.1) for name in ("resvgg", "custom_cnn", "resnet")}
+    for info in list_models():
+        if info.metadata.get("architecture") == ENSEMBLE:
+            members = " + ".join(m["architecture"] for m in info.metadata["members"])
+            models[f"`{info.name}` ({members})"] = keras.saving.load_model(info.path, compile=False)
+    for name, model in models.items():
         speed = crops_per_second(lambda batch, model=model: model.predict_on_batch(batch.astype(np.float32)))
         rows.append((name, model.count_params(), speed))
         print(f"{name}: {speed:,.0f} crops/s", flush=True)
@@ -49,9 +56,9 @@ def main() -> None:
         f"UTC: {platform.machine()} CPU with {os.cpu_count()} cores, Keras {keras.__version__} "
         f"({keras.backend.backend()}), float32, `predict_on_batch` on batches of {BATCH} crops.",
         "",
-        "| architecture | parameters | crops/s |",
+        "| architecture or bundled ensemble | parameters | crops/s |",
         "|---|---|---|",
-        *(f"| `{name}` | {params:,} | {speed:,.0f} |" for name, params, speed in rows),
+        *(f"| {name} | {params:,} | {speed:,.0f} |" for name, params, speed in rows),
     ]
     RESULTS.write_text("\n".join(lines) + "\n")
     print(f"wrote {RESULTS}")

@@ -60,6 +60,11 @@ class ExpressionClassifier:
         self.tta = tta
         self._model = _load(self.info.path)
 
+    @property
+    def keras_model(self):
+        """The loaded Keras model, checked against the contract above."""
+        return self._model
+
     def predict(self, crops: np.ndarray) -> np.ndarray:
         """Class probabilities of face crops.
 

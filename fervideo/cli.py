@@ -195,7 +195,7 @@ def _quiet_native_logs() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Training side: `train`, `evaluate` and `models`. Their modules are imported inside the
+# Training side: `train`, `evaluate`, `ensemble` and `models`. Their modules are imported inside the
 # command bodies, so that `fervideo --help` stays instant.
 # ---------------------------------------------------------------------------------------------
 
@@ -320,6 +320,33 @@ def evaluate(
 
 
 @app.command()
+def ensemble(
+    members: Annotated[
+        list[str], typer.Argument(help="Two or more bundled model names or .keras files.", show_default=False)
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for the packed model, its metadata and card.")],
+    name: Annotated[
+        str | None, typer.Option(help="The ensemble's name. [default: the --out folder's name]")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="FER2013 to score the ensemble on (the Kaggle CSV or image folder).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="Split to score it on, with --data.")] = "PublicTest",
+) -> None:
+    """Pack trained models into one model that averages their probabilities; analyze and
+    evaluate then run it like any other model (each member costs one forward pass)."""
+    _quiet_native_logs()
+    from training.ensemble import build_ensemble
+
+    try:
+        path = build_ensemble(members, out, name or out.name, data, split)
+    except FervideoError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"model: {path}\ncard: {path.parent / 'README.md'}")
+
+
+@app.command()
 def models() -> None:
     """List the bundled models with their architecture, size and recorded accuracy."""
     from fervideo.catalog import list_models
@@ -329,13 +356,15 @@ def models() -> None:
     if not found:
         typer.echo("no bundled models found (looked in the package and the repository's models/)")
         raise typer.Exit(code=1)
-    typer.echo(f"{'name':<18}{'architecture':<16}{'parameters':>12}{'size MB':>9}{'accuracy':>10}  split")
-    for info in found:
+    names = [info.name + (" (default)" if info.name == DEFAULT_MODEL else "") for info in found]
+    width = max(map(len, names)) + 2
+    header = f"{'architecture':<16}{'parameters':>12}{'size MB':>9}{'accuracy':>10}  split"
+    typer.echo(f"{'name':<{width}}{header}")
+    for name, info in zip(names, found, strict=True):
         meta, metrics = info.metadata, info.metadata.get("metrics") or {}
         accuracy = f"{metrics['accuracy']:.2%}" if "accuracy" in metrics else "-"
-        name = info.name + (" (default)" if info.name == DEFAULT_MODEL else "")
         typer.echo(
-            f"{name:<18}{meta.get('architecture', '?'):<16}{meta.get('parameters', 0):>12,}"
+            f"{name:<{width}}{meta.get('architecture', '?'):<16}{meta.get('parameters', 0):>12,}"
             f"{info.path.stat().st_size / 1e6:>9.1f}{accuracy:>10}  {metrics.get('split', '-')}"
         )
 

@@ -16,33 +16,8 @@ def write_card(run: Path, notes: str = "") -> Path:
     meta = json.loads((run / "metadata.json").read_text())
     card = run / "README.md"
     notes = notes or _kept_notes(card)
-    recipe, data, training = meta["recipe"], meta["data"], meta["training"]
-    metrics_files = sorted(run.glob("metrics_*.json"))
-    lines = [
-        f"# Model card: `{meta['name']}`",
-        "",
-        f"Architecture `{meta['architecture']}`, {meta['parameters']:,} parameters, "
-        f"input {'x'.join(map(str, meta['input']['shape']))} grayscale, "
-        f"standardised inside the model with mean {meta['normalisation']['mean']:.2f} and "
-        f"std {meta['normalisation']['std']:.2f} (the training split's). Classes, in output "
-        f"order: {', '.join(meta['classes'])}.",
-        "",
-        "## Data",
-        f"- Trained on FER2013 `{data['train_split']}` ({data['train_images']:,} images); "
-        f"validation curves on `{data['validation_split']}` ({data['validation_images']:,}).",
-        "- The model is the last epoch's: no checkpoint was picked by its validation score.",
-        "",
-        "## Recipe",
-        f"- {recipe['epochs']} epochs, batch {recipe['batch_size']}, {recipe['optimizer']}, "
-        f"learning rate {recipe['learning_rate']} ({recipe['schedule']}), weight decay "
-        f"{recipe['weight_decay']}, {recipe['loss']} with label smoothing "
-        f"{recipe['label_smoothing']}, {'bfloat16 mixed' if recipe['mixed_precision'] else 'float32'} "
-        f"precision, seed {recipe['seed']}.",
-        f"- Augmentation: {_augment_text(recipe['augment'])}.",
-        f"- Trained in {training['seconds'] / 60:.1f} min on {training['device']} "
-        f"(Keras {meta['keras_version']}, {training['backend']} backend).",
-        f"- Reproduce: {_command(meta)}",
-    ]
+    lines = [f"# Model card: `{meta['name']}`", ""]
+    lines += _ensemble_sections(meta) if "members" in meta else _single_model_sections(meta)
     if notes:
         lines += ["", "## Why this recipe", notes.strip()]
     lines += [
@@ -54,7 +29,7 @@ def write_card(run: Path, notes: str = "") -> Path:
         + " |",
         "|---" * (5 + len(EMOTIONS)) + "|",
     ]
-    for path in metrics_files:
+    for path in sorted(run.glob("metrics_*.json")):
         m = json.loads(path.read_text())
         lines.append(
             f"| {m['split']} | {m['tta']} | {m['accuracy']:.2%} | {m['loss']:.3f} | "
@@ -62,10 +37,86 @@ def write_card(run: Path, notes: str = "") -> Path:
             + " | ".join(f"{m['per_class'][c]['recall']:.1%}" for c in EMOTIONS)
             + " |"
         )
-    lines += ["", "## Curves", "", "![accuracy and loss](curves.png)", "", "## Confusion", ""]
+    lines += ["", "## Curves", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in sorted(run.glob("curves*.png"))]
+    lines += ["", "## Confusion", ""]
     lines += [f"![{p.stem}]({p.name})" for p in sorted(run.glob("confusion_*.png"))]
     card.write_text("\n".join(lines) + "\n")
     return card
+
+
+def _single_model_sections(meta: dict) -> list[str]:
+    recipe, data, training = meta["recipe"], meta["data"], meta["training"]
+    return [
+        f"Architecture `{meta['architecture']}`, {meta['parameters']:,} parameters, "
+        f"input {'x'.join(map(str, meta['input']['shape']))} grayscale, "
+        f"standardised inside the model with mean {meta['normalisation']['mean']:.2f} and "
+        f"std {meta['normalisation']['std']:.2f} (the training split's). Classes, in output "
+        f"order: {', '.join(meta['classes'])}.",
+        "",
+        "## Data",
+        *_data_lines(data),
+        "- The model is the last epoch's: no checkpoint was picked by its validation score.",
+        "",
+        "## Recipe",
+        *_recipe_lines(meta["architecture"], recipe, training, meta["keras_version"]),
+        f"- Reproduce: {_command(meta['architecture'], recipe)}",
+    ]
+
+
+def _ensemble_sections(meta: dict) -> list[str]:
+    members = meta["members"]
+    lines = [
+        f"Ensemble of {len(members)} models ("
+        + ", ".join(
+            f"member {i}: `{m['architecture']}`, {m['recipe']['epochs']} epochs"
+            for i, m in enumerate(members, 1)
+        )
+        + f"), {meta['parameters']:,} parameters in all. Its output is the {meta['combination']}: "
+        f"one forward pass runs every member, {len(members)}x the compute of one. Input "
+        f"{'x'.join(map(str, meta['input']['shape']))} grayscale, standardised inside each member. "
+        f"Classes, in output order: {', '.join(meta['classes'])}.",
+        "",
+        "## Data",
+        *_data_lines(meta["data"]),
+        "- Each member is its run's last epoch: none was picked by its validation score.",
+        "",
+        "## Recipe",
+    ]
+    for i, m in enumerate(members, 1):
+        lines += [f"- Member {i} (sha256 `{m['sha256'][:12]}…`):"]
+        lines += ["  " + line for line in _recipe_lines(m["architecture"], m["recipe"], m["training"])]
+        lines += [f"  - Reproduce: {_command(m['architecture'], m['recipe'])}"]
+    sources = " ".join(f"MEMBER{i}.keras" for i in range(1, len(members) + 1))
+    lines += [
+        f"- Packed with `fervideo ensemble {sources} --name {meta['name']} --out models/{meta['name']} "
+        "--data FER2013_FOLDER_OR_CSV` (Keras "
+        f"{meta['keras_version']}).",
+    ]
+    return lines
+
+
+def _data_lines(data: dict) -> list[str]:
+    return [
+        f"- Trained on FER2013 `{data['train_split']}` ({data['train_images']:,} images); "
+        f"validation curves on `{data['validation_split']}` ({data['validation_images']:,})."
+    ]
+
+
+def _recipe_lines(
+    architecture: str, recipe: dict, training: dict, keras_version: str | None = None
+) -> list[str]:
+    keras_text = f"Keras {keras_version}, " if keras_version else ""
+    return [
+        f"- `{architecture}`: {recipe['epochs']} epochs, batch {recipe['batch_size']}, "
+        f"{recipe['optimizer']}, learning rate {recipe['learning_rate']} ({recipe['schedule']}), "
+        f"weight decay {recipe['weight_decay']}, {recipe['loss']} with label smoothing "
+        f"{recipe['label_smoothing']}, {'bfloat16 mixed' if recipe['mixed_precision'] else 'float32'} "
+        f"precision, seed {recipe['seed']}.",
+        f"- Augmentation: {_augment_text(recipe['augment'])}.",
+        f"- Trained in {training['seconds'] / 60:.1f} min on {training['device']}, "
+        f"{keras_text}{training['backend']} backend.",
+    ]
 
 
 def _kept_notes(card: Path) -> str:
@@ -94,13 +145,12 @@ def _augment_text(augment: dict) -> str:
     return ", ".join(parts) or "none"
 
 
-def _command(meta: dict) -> str:
-    """The commands (markdown) that rebuild the model: one run, then one `--resume` per
+def _command(architecture: str, r: dict) -> str:
+    """The commands (markdown) that rebuild a model: one run, then one `--resume` per
     re-planned length, saying where a run was stopped before its planned end."""
-    r = meta["recipe"]
     replanned = r.get("replanned", [])
     first_epochs = replanned[0][1] if replanned else r["epochs"]
-    same_run = f"--model {meta['architecture']} --data FER2013_FOLDER_OR_CSV"
+    same_run = f"--model {architecture} --data FER2013_FOLDER_OR_CSV"
     options = [
         same_run,
         f"--epochs {first_epochs}",

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from fervideo.catalog import METADATA_FILE
 from fervideo.classify import ExpressionClassifier
 from fervideo.core import EMOTIONS, FervideoError
+from training.card import write_card
 from training.data import Split, load_split
 from training.plots import plot_confusion
 
@@ -28,6 +30,16 @@ class Metrics:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
+
+    def summary(self) -> dict:
+        """The headline figures a model's metadata records."""
+        return {
+            "split": self.split,
+            "accuracy": self.accuracy,
+            "loss": self.loss,
+            "macro_f1": self.macro_f1,
+            "recall": {k: v["recall"] for k, v in self.per_class.items()},
+        }
 
 
 def score(probs: np.ndarray, y: np.ndarray, split: str, tta: str) -> Metrics:
@@ -76,11 +88,13 @@ def evaluate(
 ) -> Metrics:
     """Evaluate a bundled model name or `.keras` path on `split` of the FER2013 at `data`,
     the way `analyze` runs it; with `out`, also write `metrics_<split>[_tta-<mode>].json` and
-    the matching confusion PNG there."""
+    the matching confusion PNG there, and refresh the model card if `out` holds one."""
     classifier = ExpressionClassifier(model, tta=tta)
     metrics = evaluate_split(classifier, load_split(data, split))
     if out is not None:
         write_metrics(metrics, Path(out), title=f"{classifier.info.name} on {split}")
+        if (Path(out) / METADATA_FILE).is_file():
+            write_card(Path(out))
     return metrics
 
 

@@ -258,15 +258,7 @@ def _finish(
             "device": _device_name(),
             "host": platform.machine(),
         },
-        "metrics": None
-        if metrics is None
-        else {
-            "split": metrics.split,
-            "accuracy": metrics.accuracy,
-            "loss": metrics.loss,
-            "macro_f1": metrics.macro_f1,
-            "recall": {k: v["recall"] for k, v in metrics.per_class.items()},
-        },
+        "metrics": None if metrics is None else metrics.summary(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "fervideo_version": __version__,
         "keras_version": keras.__version__,

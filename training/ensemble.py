@@ -1,0 +1,114 @@
+"""Ensembles: several trained models packed into one `.keras` file whose output is the mean
+of their softmax probabilities.
+
+The packed model keeps fervideo's model contract (48x48 grayscale pixels 0-255 in, seven
+probabilities out, normalisation inside each member), so `analyze` and `evaluate` run it like
+any other model; one forward pass of it runs every member.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import keras
+
+from fervideo import __version__
+from fervideo.catalog import METADATA_FILE, MODEL_FILE, ModelInfo, resolve_model
+from fervideo.classify import ExpressionClassifier
+from fervideo.config import CROP_SIZE
+from fervideo.core import EMOTIONS, FervideoError
+from training.card import write_card
+from training.data import load_split
+from training.evaluate import evaluate_split, write_metrics
+
+ARCHITECTURE = "ensemble"
+
+
+def build_ensemble(
+    members: Sequence[str | Path],
+    out: str | Path,
+    name: str,
+    data: str | Path | None = None,
+    split: str = "PublicTest",
+) -> Path:
+    """Pack `members` (bundled names or `.keras` paths, at least two) into `out/model.keras`
+    with its metadata and card; with `data`, score it on `split` of that FER2013 first.
+    Returns the path of the packed model."""
+    if len(members) < 2:
+        raise FervideoError("an ensemble needs at least two member models.")
+    out = Path(out)
+    model_path = out / MODEL_FILE
+    if model_path.exists():  # its metrics and plots would be mixed with the new model's
+        raise FervideoError(f"{out} already holds a model: choose another --out or remove it first.")
+    infos = [resolve_model(member) for member in members]
+    models = [ExpressionClassifier(info.path).keras_model for info in infos]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _save_atomically(_average(models, name), model_path)
+        for index, info in enumerate(infos, start=1):
+            if (curves := info.path.parent / "curves.png").is_file():
+                shutil.copyfile(curves, out / f"curves_member{index}.png")
+    except OSError as err:
+        raise FervideoError(f"cannot write the ensemble into {out}: {err.strerror}.") from None
+    metrics = None
+    if data is not None:
+        metrics = evaluate_split(ExpressionClassifier(model_path), load_split(data, split))
+        write_metrics(metrics, out, title=f"{name} on {split}")
+    metadata = _metadata(name, infos, sum(m.count_params() for m in models), metrics)
+    tmp = out / (METADATA_FILE + ".tmp")
+    tmp.write_text(json.dumps(metadata, indent=2))
+    os.replace(tmp, out / METADATA_FILE)
+    write_card(out)
+    return model_path
+
+
+def _average(models: list[keras.Model], name: str) -> keras.Model:
+    inputs = keras.Input((CROP_SIZE, CROP_SIZE, 1), name="pixels")
+    for index, model in enumerate(models, start=1):
+        model.name = f"member{index}"  # members often share their architecture's name
+    outputs = keras.layers.Average(name="mean_probs")([model(inputs) for model in models])
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _save_atomically(model: keras.Model, path: Path) -> None:
+    tmp = path.with_name("model.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _metadata(name: str, infos: list[ModelInfo], parameters: int, metrics) -> dict:
+    first = infos[0].metadata
+    return {
+        "name": name,
+        "architecture": ARCHITECTURE,
+        "classes": list(EMOTIONS),
+        "input": {
+            "shape": [CROP_SIZE, CROP_SIZE, 1],
+            "pixels": "grayscale 0-255, float32",
+            "normalisation": "inside each member",
+        },
+        "combination": "mean of the members' softmax probabilities",
+        "members": [
+            {
+                "source": str(info.path),
+                "sha256": info.sha256(),
+                **{key: info.metadata.get(key) for key in _MEMBER_KEYS},
+            }
+            for info in infos
+        ],
+        "parameters": parameters,
+        "data": first.get("data"),
+        "metrics": None if metrics is None else metrics.summary(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "fervideo_version": __version__,
+        "keras_version": keras.__version__,
+    }
+
+
+#: What an ensemble's metadata keeps of each member's: enough to rebuild and judge it.
+_MEMBER_KEYS = ("name", "architecture", "parameters", "normalisation", "recipe", "training", "metrics")
