@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 #: Name of the bundled model `analyze` uses when `--model` is not given.
-DEFAULT_MODEL = "resvgg"
+DEFAULT_MODEL = "resvgg_ensemble"
 #: Output folder of `analyze` when `--out` is not given.
 DEFAULT_OUT = Path("fervideo-out")
 #: Test-time augmentation modes (see `fervideo.tta`, which re-exports this).

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fervideo.align import crop_faces
-from fervideo.config import AnalyzeConfig
+from fervideo.config import DEFAULT_MODEL, AnalyzeConfig
 from fervideo.core import EMOTIONS, FervideoError
 from fervideo.pipeline import Analyzer, analyze, analyze_many, expand_inputs
 from fervideo.store import ResultStore, video_id
@@ -277,7 +277,7 @@ def test_the_python_api_without_an_output_folder(tmp_path, bundled, monkeypatch)
     monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where the tables go for a while
     faces, timeline, _, summary = analyze(video, fps=2.0)  # yunet finds no face in grey frames
     assert len(faces) == 0 and list(faces.columns)[:4] == ["video", "frame", "timestamp", "track"]
-    assert timeline["frames"].tolist() == [2] and summary["model"].tolist() == ["resvgg"]
+    assert timeline["frames"].tolist() == [2] and summary["model"].tolist() == [DEFAULT_MODEL]
     assert summary["sample_fps"].tolist() == [2.0]
     assert parquet_files(tmp_path) == ["clip.mp4"]
     assert list(temp.iterdir()) == []
