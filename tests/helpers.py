@@ -4,11 +4,13 @@ detector and a fake RetinaFace model (the tiny Keras model is `fervideo.testing`
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from fervideo.config import TrainConfig
 from fervideo.core import EMOTIONS, Faces
 
 
@@ -155,3 +157,11 @@ def write_fake_retinaface(path: Path) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def tiny_run_config(data: Path, out: Path, **changes) -> TrainConfig:
+    """A resvgg training run of two quick epochs, for the tiny FER2013 look-alikes."""
+    return replace(
+        TrainConfig(architecture="resvgg", data=data, out=out, epochs=2, batch_size=16, learning_rate=0.01),
+        **changes,
+    )

@@ -88,10 +88,10 @@ def _ensemble_sections(meta: dict) -> list[str]:
         lines += ["  " + line for line in _recipe_lines(m["architecture"], m["recipe"], m["training"])]
         lines += [f"  - Reproduce: {_command(m['architecture'], m['recipe'])}"]
     sources = " ".join(f"MEMBER{i}.keras" for i in range(1, len(members) + 1))
+    scored = " --data FER2013_FOLDER_OR_CSV" if meta["metrics"] else ""
     lines += [
-        f"- Packed with `fervideo ensemble {sources} --name {meta['name']} --out models/{meta['name']} "
-        "--data FER2013_FOLDER_OR_CSV` (Keras "
-        f"{meta['keras_version']}).",
+        f"- Packed with `fervideo ensemble {sources} --name {meta['name']} --out models/{meta['name']}"
+        f"{scored}` (Keras {meta['keras_version']}).",
     ]
     return lines
 

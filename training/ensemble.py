@@ -9,7 +9,6 @@ any other model; one forward pass of it runs every member.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -22,6 +21,7 @@ from fervideo.catalog import METADATA_FILE, MODEL_FILE, ModelInfo, resolve_model
 from fervideo.classify import ExpressionClassifier
 from fervideo.config import CROP_SIZE
 from fervideo.core import EMOTIONS, FervideoError
+from training.atomic import save_model_atomically, write_text_atomically
 from training.card import write_card
 from training.data import load_split
 from training.evaluate import evaluate_split, write_metrics
@@ -46,23 +46,28 @@ def build_ensemble(
     if model_path.exists():  # its metrics and plots would be mixed with the new model's
         raise FervideoError(f"{out} already holds a model: choose another --out or remove it first.")
     infos = [resolve_model(member) for member in members]
+    for info in infos:
+        if not info.metadata.keys() >= _TRAINING_RECORD:
+            raise FervideoError(
+                f"member {info.path} has no training record beside it (the metadata.json that "
+                "fervideo train writes); an ensemble's members must be models trained by fervideo train."
+            )
     models = [ExpressionClassifier(info.path).keras_model for info in infos]
+    test = None if data is None else load_split(data, split)  # bad data fails before any write
     try:
         out.mkdir(parents=True, exist_ok=True)
-        _save_atomically(_average(models, name), model_path)
+        save_model_atomically(_average(models, name), model_path)
         for index, info in enumerate(infos, start=1):
             if (curves := info.path.parent / "curves.png").is_file():
                 shutil.copyfile(curves, out / f"curves_member{index}.png")
     except OSError as err:
         raise FervideoError(f"cannot write the ensemble into {out}: {err.strerror}.") from None
     metrics = None
-    if data is not None:
-        metrics = evaluate_split(ExpressionClassifier(model_path), load_split(data, split))
+    if test is not None:
+        metrics = evaluate_split(ExpressionClassifier(model_path), test)
         write_metrics(metrics, out, title=f"{name} on {split}")
     metadata = _metadata(name, infos, sum(m.count_params() for m in models), metrics)
-    tmp = out / (METADATA_FILE + ".tmp")
-    tmp.write_text(json.dumps(metadata, indent=2))
-    os.replace(tmp, out / METADATA_FILE)
+    write_text_atomically(out / METADATA_FILE, json.dumps(metadata, indent=2))
     write_card(out)
     return model_path
 
@@ -73,12 +78,6 @@ def _average(models: list[keras.Model], name: str) -> keras.Model:
         model.name = f"member{index}"  # members often share their architecture's name
     outputs = keras.layers.Average(name="mean_probs")([model(inputs) for model in models])
     return keras.Model(inputs, outputs, name=name)
-
-
-def _save_atomically(model: keras.Model, path: Path) -> None:
-    tmp = path.with_name("model.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
 
 
 def _metadata(name: str, infos: list[ModelInfo], parameters: int, metrics) -> dict:
@@ -110,5 +109,7 @@ def _metadata(name: str, infos: list[ModelInfo], parameters: int, metrics) -> di
     }
 
 
+#: What a member's metadata must hold for the ensemble's card: how it was trained.
+_TRAINING_RECORD = {"recipe", "training", "data"}
 #: What an ensemble's metadata keeps of each member's: enough to rebuild and judge it.
 _MEMBER_KEYS = ("name", "architecture", "parameters", "normalisation", "recipe", "training", "metrics")

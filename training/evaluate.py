@@ -90,10 +90,13 @@ def evaluate(
     the way `analyze` runs it; with `out`, also write `metrics_<split>[_tta-<mode>].json` and
     the matching confusion PNG there, and refresh the model card if `out` holds one."""
     classifier = ExpressionClassifier(model, tta=tta)
+    model_folder = out is not None and (Path(out) / METADATA_FILE).is_file()
+    if model_folder and classifier.info.path.resolve().parent != Path(out).resolve():
+        raise FervideoError(f"{out} holds another model's card: write these metrics elsewhere.")
     metrics = evaluate_split(classifier, load_split(data, split))
     if out is not None:
         write_metrics(metrics, Path(out), title=f"{classifier.info.name} on {split}")
-        if (Path(out) / METADATA_FILE).is_file():
+        if model_folder and (Path(out) / "README.md").is_file():
             write_card(Path(out))
     return metrics
 

@@ -27,6 +27,7 @@ from fervideo.classify import ExpressionClassifier
 from fervideo.config import CROP_SIZE, TrainConfig
 from fervideo.core import EMOTIONS, FervideoError
 from training import architectures
+from training.atomic import save_model_atomically, write_text_atomically
 from training.augment import augmentation
 from training.card import write_card
 from training.data import Split, available_splits, load_split
@@ -61,7 +62,7 @@ class RunState:
         return state
 
     def write(self, path: Path) -> None:
-        _atomic_write_text(path, json.dumps(dataclasses.asdict(self)))
+        write_text_atomically(path, json.dumps(dataclasses.asdict(self)))
 
 
 def train(config: TrainConfig, time_budget_s: float | None = None, replan_epochs: int | None = None) -> Path:
@@ -134,9 +135,7 @@ def train(config: TrainConfig, time_budget_s: float | None = None, replan_epochs
 
     model = _inference_model(config, train_model, mean, std)
     model_path = out / "model.keras"
-    tmp = out / "model.tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, model_path)
+    save_model_atomically(model, model_path)
     _finish(config, model, model_path, train_data, val_data, mean, std, state)
     return model_path
 
@@ -263,7 +262,7 @@ def _finish(
         "fervideo_version": __version__,
         "keras_version": keras.__version__,
     }
-    _atomic_write_text(out / "metadata.json", json.dumps(metadata, indent=2))
+    write_text_atomically(out / "metadata.json", json.dumps(metadata, indent=2))
     write_card(out)
 
 
@@ -284,12 +283,6 @@ def _device_name() -> str:
         gpus = tf.config.list_physical_devices("GPU")
         return gpus[0].name if gpus else f"CPU ({os.cpu_count()} cores)"
     return keras.backend.backend()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class _Schedule(keras.callbacks.Callback):
@@ -339,9 +332,7 @@ class _Checkpoint(keras.callbacks.Callback):
             name: np.asarray(generator.state.value).tolist()
             for name, generator in _augment_generators(self.model).items()
         }
-        tmp = self.path.with_name("checkpoint.tmp.keras")
-        self.model.save(tmp)
-        os.replace(tmp, self.path)
+        save_model_atomically(self.model, self.path)
         self.state.write(self.state_path)
 
 

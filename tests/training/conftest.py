@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from fervideo.config import TrainConfig
 from fervideo.core import EMOTIONS
+from tests.helpers import tiny_run_config
 
 PER_CLASS = {"Training": 6, "PublicTest": 2}
 
@@ -55,14 +54,6 @@ def fer_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for label, image in images
     ]
     return write_csv(tmp_path_factory.mktemp("csv") / "fer2013.csv", rows)
-
-
-def tiny_run_config(data: Path, out: Path, **changes) -> TrainConfig:
-    """A resvgg run of two quick epochs on the tiny look-alike."""
-    return replace(
-        TrainConfig(architecture="resvgg", data=data, out=out, epochs=2, batch_size=16, learning_rate=0.01),
-        **changes,
-    )
 
 
 @pytest.fixture(scope="session")

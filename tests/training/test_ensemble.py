@@ -63,7 +63,7 @@ def test_metadata_records_members_and_the_measured_accuracy(
     assert evaluate(packed / "model.keras", fer_folder).accuracy == meta["metrics"]["accuracy"]
     card = (packed / "README.md").read_text()
     assert "Ensemble of 2 models" in card and card.count("fervideo train --model resvgg") == 2
-    assert "`fervideo ensemble MEMBER1.keras MEMBER2.keras --name duo" in card
+    assert "`fervideo ensemble MEMBER1.keras MEMBER2.keras --name duo --out models/duo --data " in card
     assert f"{meta['metrics']['accuracy']:.2%}" in card
     assert "curves_member1.png" in card and "curves_member2.png" in card
 
@@ -96,4 +96,22 @@ def test_a_member_with_other_classes_is_refused(members: list[Path], tmp_path: P
     (odd / "metadata.json").write_text(json.dumps({**meta, "classes": list(reversed(meta["classes"]))}))
     with pytest.raises(FervideoError, match="predicts classes"):
         build_ensemble([members[0], odd / "model.keras"], tmp_path / "out", "odd")
-    assert not (tmp_path / "out" / "model.keras").exists()  # nothing half-written
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_data_or_an_untrained_member_fail_before_anything_is_written(members: list[Path], tmp_path: Path):
+    with pytest.raises(FervideoError, match="not found"):
+        build_ensemble(members, tmp_path / "out", "duo", data=tmp_path / "no-fer2013")
+    bare = tmp_path / "bare.keras"  # a model file without the metadata fervideo train writes
+    shutil.copyfile(members[0], bare)
+    with pytest.raises(FervideoError, match="no training record"):
+        build_ensemble([members[0], bare], tmp_path / "out", "duo")
+    assert not (tmp_path / "out").exists()  # so a corrected rerun is not refused
+
+
+def test_evaluate_does_not_write_into_another_models_folder(members: list[Path], packed: Path, fer_folder):
+    card = (packed / "README.md").read_text()
+    with pytest.raises(FervideoError, match="holds another model's card"):
+        evaluate(members[0], fer_folder, tta="crops", out=packed)
+    assert not (packed / "metrics_PublicTest_tta-crops.json").exists()
+    assert (packed / "README.md").read_text() == card

@@ -11,10 +11,9 @@ import pytest
 
 from fervideo.catalog import resolve_model
 from fervideo.core import EMOTIONS, FervideoError
+from tests.helpers import tiny_run_config as _config
 from training import fit
 from training.data import load_split
-
-from .conftest import tiny_run_config as _config
 
 RUN_OUTPUTS = (
     "model.keras",
