@@ -56,7 +56,8 @@ def build_ensemble(
     test = None if data is None else load_split(data, split)  # bad data fails before any write
     try:
         out.mkdir(parents=True, exist_ok=True)
-        save_model_atomically(_average(models, name), model_path)
+        packed = _average(models, name)
+        save_model_atomically(packed, model_path)
         for index, info in enumerate(infos, start=1):
             if (curves := info.path.parent / "curves.png").is_file():
                 shutil.copyfile(curves, out / f"curves_member{index}.png")
@@ -66,7 +67,7 @@ def build_ensemble(
     if test is not None:
         metrics = evaluate_split(ExpressionClassifier(model_path), test)
         write_metrics(metrics, out, title=f"{name} on {split}")
-    metadata = _metadata(name, infos, sum(m.count_params() for m in models), metrics)
+    metadata = _metadata(name, infos, packed.count_params(), metrics)
     write_text_atomically(out / METADATA_FILE, json.dumps(metadata, indent=2))
     write_card(out)
     return model_path
