@@ -32,6 +32,18 @@ def test_normalisation_travels_inside_the_saved_model(tmp_path: Path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
+def test_custom_cnn_is_the_studys_eight_convolutions_each_normalised():
+    model = build("custom_cnn", 0.0, 1.0)
+    convolutions = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [conv.filters for conv in convolutions] == [64, 64, 128, 128, 256, 256, 512, 512]
+    assert all(conv.kernel_size == (3, 3) for conv in convolutions)
+    following = {layer.name: model.layers[i + 1] for i, layer in enumerate(model.layers[:-1])}
+    assert all(isinstance(following[conv.name], keras.layers.BatchNormalization) for conv in convolutions)
+    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling2D)]
+    assert [pool.pool_size for pool in pools] == [(3, 3)] * 4
+    assert [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)] == [512, 7]
+
+
 def test_unknown_architecture():
     with pytest.raises(FervideoError, match=r"unknown architecture 'vgg'.*resvgg"):
         build("vgg", 0.0, 1.0)
