@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
 
 
+def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write` on a temporary file beside `path` (same suffix, which Keras and matplotlib
+    read the format from), then rename it over `path`."""
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_text_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    replace_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def save_model_atomically(model: keras.Model, path: Path) -> None:
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)  # Keras wants the .keras suffix
-    model.save(tmp)
-    os.replace(tmp, path)
+    replace_atomically(path, model.save)

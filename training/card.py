@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from fervideo.core import EMOTIONS
+from training.atomic import write_text_atomically
 
 
 def write_card(run: Path, notes: str = "") -> Path:
@@ -41,7 +42,7 @@ def write_card(run: Path, notes: str = "") -> Path:
     lines += [f"![{p.stem}]({p.name})" for p in sorted(run.glob("curves*.png"))]
     lines += ["", "## Confusion", ""]
     lines += [f"![{p.stem}]({p.name})" for p in sorted(run.glob("confusion_*.png"))]
-    card.write_text("\n".join(lines) + "\n")
+    write_text_atomically(card, "\n".join(lines) + "\n")
     return card
 
 

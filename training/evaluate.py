@@ -12,6 +12,7 @@ import numpy as np
 from fervideo.catalog import METADATA_FILE
 from fervideo.classify import ExpressionClassifier
 from fervideo.core import EMOTIONS, FervideoError
+from training.atomic import write_text_atomically
 from training.card import write_card
 from training.data import Split, load_split
 from training.plots import plot_confusion
@@ -105,7 +106,7 @@ def write_metrics(metrics: Metrics, out: Path, title: str) -> None:
     suffix = "" if metrics.tta == "none" else f"_tta-{metrics.tta}"
     try:
         out.mkdir(parents=True, exist_ok=True)
-        (out / f"metrics_{metrics.split}{suffix}.json").write_text(metrics.to_json())
+        write_text_atomically(out / f"metrics_{metrics.split}{suffix}.json", metrics.to_json())
         plot_confusion(
             np.array(metrics.confusion),
             out / f"confusion_{metrics.split}{suffix}.png",

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from fervideo.core import EMOTIONS
+from training.atomic import replace_atomically
 
 
 def plot_history(history: pd.DataFrame, path: Path, title: str) -> None:
@@ -28,7 +29,7 @@ def plot_history(history: pd.DataFrame, path: Path, title: str) -> None:
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    replace_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
 
 
@@ -65,5 +66,5 @@ def plot_confusion(confusion: np.ndarray, path: Path, title: str) -> None:
         fig.colorbar(image, ax=ax, fraction=0.046)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    replace_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
