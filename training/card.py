@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fervideo.catalog import METADATA_FILE
 from fervideo.core import EMOTIONS
 from training.atomic import write_text_atomically
 
@@ -14,7 +15,7 @@ def write_card(run: Path, notes: str = "") -> Path:
 
     `notes` (markdown) is added under "Why this recipe"; it is kept from an earlier card.
     """
-    meta = json.loads((run / "metadata.json").read_text())
+    meta = json.loads((run / METADATA_FILE).read_text())
     card = run / "README.md"
     notes = notes or _kept_notes(card)
     lines = [f"# Model card: `{meta['name']}`", ""]

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from fervideo import __version__
+from fervideo.catalog import METADATA_FILE, MODEL_FILE
 from fervideo.classify import ExpressionClassifier
 from fervideo.config import CROP_SIZE, TrainConfig
 from fervideo.core import EMOTIONS, FervideoError
@@ -134,7 +135,7 @@ def train(config: TrainConfig, time_budget_s: float | None = None, replan_epochs
         keras.mixed_precision.set_dtype_policy("float32")
 
     model = _inference_model(config, train_model, mean, std)
-    model_path = out / "model.keras"
+    model_path = out / MODEL_FILE
     save_model_atomically(model, model_path)
     _finish(config, model, model_path, train_data, val_data, mean, std, state)
     return model_path
@@ -262,7 +263,7 @@ def _finish(
         "fervideo_version": __version__,
         "keras_version": keras.__version__,
     }
-    write_text_atomically(out / "metadata.json", json.dumps(metadata, indent=2))
+    write_text_atomically(out / METADATA_FILE, json.dumps(metadata, indent=2))
     write_card(out)
 
 

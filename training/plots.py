@@ -27,10 +27,7 @@ def plot_history(history: pd.DataFrame, path: Path, title: str) -> None:
         ax.set(xlabel="epoch", ylabel=metric, title=metric.capitalize())
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    replace_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110))
-    plt.close(fig)
+    _save_figure(fig, path, title)
 
 
 def plot_confusion(confusion: np.ndarray, path: Path, title: str) -> None:
@@ -64,7 +61,14 @@ def plot_confusion(confusion: np.ndarray, path: Path, title: str) -> None:
                 color="white" if value > threshold else "black",
             )
         fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.suptitle(title)
-    fig.tight_layout()
-    replace_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110))
-    plt.close(fig)
+    _save_figure(fig, path, title)
+
+
+def _save_figure(fig: plt.Figure, path: Path, title: str) -> None:
+    """Title, lay out and write `fig` atomically; the figure is closed even if the write fails."""
+    try:
+        fig.suptitle(title)
+        fig.tight_layout()
+        replace_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110))
+    finally:
+        plt.close(fig)
