@@ -242,7 +242,7 @@ def train(
     matrices, metrics and a model card in the run folder.
 
     Options left out take the model's bundled recipe (training/recipes.py). On a 2-core CPU
-    an epoch of resvgg took 1.4-2.9 minutes, one of custom_cnn 3.7-5.9, one of ResNet-50 4.8-5.7.
+    an epoch of resvgg took 1.4-2.9 minutes, one of custom_cnn 3.7-5.9, one of ResNet-50 4.8-6.5.
     """
     import logging
     from dataclasses import replace
