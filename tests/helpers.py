@@ -160,8 +160,14 @@ def write_fake_retinaface(path: Path) -> Path:
 
 
 def tiny_run_config(data: Path, out: Path, **changes) -> TrainConfig:
-    """A resvgg training run of two quick epochs, for the tiny FER2013 look-alikes."""
-    return replace(
-        TrainConfig(architecture="resvgg", data=data, out=out, epochs=2, batch_size=16, learning_rate=0.01),
-        **changes,
+    """A resvgg training run of two quick float32 epochs, for the tiny FER2013 look-alikes."""
+    tiny = TrainConfig(
+        architecture="resvgg",
+        data=data,
+        out=out,
+        epochs=2,
+        batch_size=16,
+        learning_rate=0.01,
+        mixed_precision=False,
     )
+    return replace(tiny, **changes)

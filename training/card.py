@@ -113,8 +113,7 @@ def _recipe_lines(
         f"- `{architecture}`: {recipe['epochs']} epochs, batch {recipe['batch_size']}, "
         f"{recipe['optimizer']}, learning rate {recipe['learning_rate']} ({recipe['schedule']}), "
         f"weight decay {recipe['weight_decay']}, {recipe['loss']} with label smoothing "
-        f"{recipe['label_smoothing']}, {'bfloat16 mixed' if recipe['mixed_precision'] else 'float32'} "
-        f"precision, seed {recipe['seed']}.",
+        f"{recipe['label_smoothing']}, {_precision_text(recipe)}, seed {recipe['seed']}.",
         f"- Augmentation: {_augment_text(recipe['augment'])}.",
         f"- Trained in {training['seconds'] / 60:.1f} min on {training['device']}, "
         f"{keras_text}{training['backend']} backend.",
@@ -147,10 +146,39 @@ def _augment_text(augment: dict) -> str:
     return ", ".join(parts) or "none"
 
 
+_POLICY_NAMES = {"mixed_bfloat16": "bfloat16 mixed", "float32": "float32"}
+
+
+def _precision_segments(recipe: dict) -> list[tuple[int, str]]:
+    """(first epoch, dtype policy) of each stretch of the run; metadata from before runs could
+    change precision has only the flag."""
+    saved = recipe.get("precision_segments")
+    if saved:
+        return [tuple(segment) for segment in saved]
+    return [(0, "mixed_bfloat16" if recipe["mixed_precision"] else "float32")]
+
+
+def _precision_text(recipe: dict) -> str:
+    segments = _precision_segments(recipe)
+    if len(segments) == 1:
+        return f"{_POLICY_NAMES[segments[0][1]]} precision"
+    ends = [start for start, _ in segments[1:]] + [recipe["epochs"]]
+    return "precision " + ", ".join(
+        f"{_POLICY_NAMES[policy]} in epochs {start + 1}-{end}"
+        for (start, policy), end in zip(segments, ends, strict=True)
+    )
+
+
+def _precision_flag(policy: str) -> str:
+    return "--mixed-precision" if policy == "mixed_bfloat16" else "--no-mixed-precision"
+
+
 def _command(architecture: str, r: dict) -> str:
     """The commands (markdown) that rebuild a model: one run, then one `--resume` per
-    re-planned length, saying where a run was stopped before its planned end."""
+    re-planned length or change of precision, saying where a run was stopped before its
+    planned end."""
     replanned = r.get("replanned", [])
+    segments = _precision_segments(r)
     first_epochs = replanned[0][1] if replanned else r["epochs"]
     same_run = f"--model {architecture} --data FER2013_FOLDER_OR_CSV"
     options = [
@@ -161,14 +189,22 @@ def _command(architecture: str, r: dict) -> str:
         f"--weight-decay {r['weight_decay']}",
         f"--label-smoothing {r['label_smoothing']}",
         f"--seed {r['seed']}",
-        "--mixed-precision" if r["mixed_precision"] else "--no-mixed-precision",
+        _precision_flag(segments[0][1]),
     ]
     if r["holdout"]:
         options.append(f"--holdout {r['holdout']}")
     if r["imagenet_weights"]:
         options.append("--imagenet-weights IMAGENET_NOTOP_H5")
     text = "`fervideo train " + " ".join(options) + "`"
-    for at, planned, total in replanned:
-        stopped = f", stopped after epoch {at}," if at < planned else ""
-        text += f"{stopped} then `fervideo train {same_run} --resume --epochs {total}`"
+    resumes: dict[int, list[str]] = {}
+    replans = {at: (planned, total) for at, planned, total in replanned}
+    for at, (_, total) in replans.items():
+        resumes.setdefault(at, []).append(f"--epochs {total}")
+    for at, policy in segments[1:]:
+        resumes.setdefault(at, []).append(_precision_flag(policy))
+    planned = first_epochs
+    for at in sorted(resumes):
+        planned_then, planned = replans.get(at, (planned, planned))
+        stopped = f", stopped after epoch {at}," if at < planned_then else ""
+        text += f"{stopped} then `fervideo train {same_run} --resume {' '.join(resumes[at])}`"
     return text

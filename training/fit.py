@@ -34,6 +34,7 @@ from training.card import write_card
 from training.data import Split, available_splits, load_split
 from training.evaluate import evaluate_split, write_metrics
 from training.plots import plot_history
+from training.precision import resolve_mixed_precision
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ class RunState:
     # augmentation layer -> its random generator's [seed, counter]: Keras does not save these,
     # and a resumed run that restarted them would replay its first epochs' augmentations
     augment_streams: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+    # (first epoch, Keras dtype policy) each time the run's precision was set or changed: a run
+    # started in bfloat16 may be resumed in float32 on a machine without native bfloat16
+    precision: list[tuple[int, str]] = dataclasses.field(default_factory=list)
 
     @classmethod
     def read(cls, path: Path) -> RunState:
@@ -60,6 +64,7 @@ class RunState:
         saved = json.loads(path.read_text())
         state = cls(**{k: v for k, v in saved.items() if k in known})
         state.replanned = [tuple(entry) for entry in state.replanned]  # JSON gives lists
+        state.precision = [tuple(entry) for entry in state.precision]
         return state
 
     def write(self, path: Path) -> None:
@@ -75,6 +80,7 @@ def train(config: TrainConfig, time_budget_s: float | None = None, replan_epochs
     a finished run is extended, and the cosine resumes from where the new length puts it.
     Returns the path of the final `model.keras`.
     """
+    config = dataclasses.replace(config, mixed_precision=resolve_mixed_precision(config.mixed_precision))
     out = Path(config.out)
     state_path, checkpoint = out / "state.json", out / "checkpoint.keras"
     if checkpoint.exists() and not config.resume:
@@ -103,16 +109,21 @@ def train(config: TrainConfig, time_budget_s: float | None = None, replan_epochs
         state.replanned.append((state.epochs_done, state.epochs_total, replan_epochs))
         state.epochs_total = replan_epochs
 
-    if config.mixed_precision:
-        keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    policy = "mixed_bfloat16" if config.mixed_precision else "float32"
+    keras.mixed_precision.set_dtype_policy(policy)
     try:
         if checkpoint.exists():
             log.info("resuming %s after epoch %d of %d", out, state.epochs_done, state.epochs_total)
-            train_model = keras.saving.load_model(checkpoint)
+            train_model = _training_model(config, mean, std, pretrained=False)
+            saved_policy = _load_checkpoint(train_model, checkpoint)
+            if not state.precision:  # a state file from before precision was recorded
+                state.precision.append((0, saved_policy))
             _restore_augment_streams(train_model, state.augment_streams)
             _forget_epochs_after(out / "history.csv", state.epochs_done)
         else:
-            train_model = _training_model(config, mean, std)
+            train_model = _training_model(config, mean, std, pretrained=True)
+        if not state.precision or state.precision[-1][1] != policy:
+            state.precision.append((state.epochs_done, policy))
         callbacks = [
             _Schedule(config, state),
             keras.callbacks.CSVLogger(str(out / "history.csv"), append=state.epochs_done > 0),
@@ -179,8 +190,19 @@ def _architecture_options(config: TrainConfig) -> dict:
     return {}
 
 
-def _training_model(config: TrainConfig, mean: float, std: float) -> keras.Model:
-    core = architectures.build(config.architecture, mean, std, **_architecture_options(config))
+def _network(config: TrainConfig, mean: float, std: float, pretrained: bool) -> keras.Model:
+    """The architecture alone. Without `pretrained`, resnet_imagenet is built from resnet's
+    layers without fetching ImageNet weights: its weights then come from a checkpoint."""
+    if config.architecture == "resnet_imagenet" and not pretrained:
+        model = architectures.build("resnet", mean, std)
+        model.name = config.architecture
+        return model
+    return architectures.build(config.architecture, mean, std, **_architecture_options(config))
+
+
+def _training_model(config: TrainConfig, mean: float, std: float, pretrained: bool) -> keras.Model:
+    """Augmentation, the network and its optimizer, in the current global dtype policy."""
+    core = _network(config, mean, std, pretrained)
     inputs = keras.Input((CROP_SIZE, CROP_SIZE, 1), name="pixels")
     outputs = core(augmentation(config.augment, config.seed)(inputs))
     model = keras.Model(inputs, outputs, name="train_" + config.architecture)
@@ -197,10 +219,7 @@ def _training_model(config: TrainConfig, mean: float, std: float) -> keras.Model
 def _inference_model(config: TrainConfig, train_model: keras.Model, mean: float, std: float) -> keras.Model:
     """The trained network alone, rebuilt in float32 (also after bfloat16 training)."""
     trained = train_model.get_layer(config.architecture)
-    # resnet_imagenet's layers are resnet's; its ImageNet start is in the trained weights
-    same_layers = "resnet" if config.architecture == "resnet_imagenet" else config.architecture
-    model = architectures.build(same_layers, mean, std)
-    model.name = config.architecture
+    model = _network(config, mean, std, pretrained=False)
     model.set_weights([np.asarray(w, np.float32) for w in trained.get_weights()])
     return model
 
@@ -244,6 +263,7 @@ def _finish(
             **_jsonable(dataclasses.asdict(config)),
             "epochs": state.epochs_done,
             "replanned": state.replanned,
+            "precision_segments": state.precision,
             "optimizer": "SGD, Nesterov momentum 0.9, decoupled weight decay",
             "schedule": f"linear warm-up {config.warmup_epochs} epoch(s), then cosine to 0"
             + "".join(
@@ -300,6 +320,34 @@ class _Schedule(keras.callbacks.Callback):
         else:
             factor = 0.5 * (1 + math.cos(math.pi * (epoch - warmup) / max(total - warmup, 1)))
         self.model.optimizer.learning_rate.assign(self.config.learning_rate * factor)
+
+
+def _load_checkpoint(train_model: keras.Model, checkpoint: Path) -> str:
+    """Copy a checkpoint's weights and optimizer state into `train_model`, a freshly built
+    twin, and return the dtype policy the checkpoint trained in.
+
+    Copying into a new build rather than training the loaded model lets a run change precision
+    when it resumes (bfloat16 is several times slower than float32 on CPUs without native
+    support for it); the variables themselves are float32 in either policy.
+    """
+    saved = keras.saving.load_model(checkpoint)
+    if len(saved.weights) != len(train_model.weights):
+        raise FervideoError(f"{checkpoint} does not hold this architecture: it cannot be resumed.")
+    train_model.set_weights(saved.get_weights())
+    train_model.optimizer.build(train_model.trainable_variables)
+    if len(saved.optimizer.variables) != len(train_model.optimizer.variables):
+        raise FervideoError(f"{checkpoint} holds another optimizer: it cannot be resumed.")
+    for target, source in zip(train_model.optimizer.variables, saved.optimizer.variables, strict=True):
+        target.assign(source)
+    return next(_convolutions(saved)).dtype_policy.name
+
+
+def _convolutions(layer: keras.layers.Layer):
+    """The Conv2D layers inside `layer`, depth first (nested models' own policy stays float32)."""
+    if isinstance(layer, keras.layers.Conv2D):
+        yield layer
+    for child in getattr(layer, "layers", []):
+        yield from _convolutions(child)
 
 
 def _augment_generators(model: keras.Model) -> dict[str, keras.random.SeedGenerator]:

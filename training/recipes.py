@@ -10,7 +10,7 @@ from fervideo.config import AugmentConfig, TrainConfig
 
 # Decoupled weight decay 5e-3 with SGD momentum 0.9 shrinks weights about as much per step as
 # the usual coupled L2 of 5e-4 does in other frameworks (momentum multiplies that one by ~10).
-_COMMON = dict(batch_size=128, weight_decay=5e-3, warmup_epochs=2, mixed_precision=True)
+_COMMON = dict(batch_size=128, weight_decay=5e-3, warmup_epochs=2)
 
 RECIPES: dict[str, TrainConfig] = {
     # The default: long cosine schedule, strong augmentation, label smoothing.

@@ -141,3 +141,55 @@ def test_holdout_validates_on_a_stratified_share_of_training(fer_csv: Path, tmp_
     meta = json.loads((tmp_path / "metadata.json").read_text())
     assert meta["data"]["validation_images"] == 14 and meta["data"]["train_images"] == 28
     assert meta["metrics"]["split"] == "holdout" and (tmp_path / "metrics_holdout.json").is_file()
+
+
+def test_a_bfloat16_run_resumes_in_float32(fer_folder: Path, tmp_path: Path, monkeypatch):
+    """A run started in bfloat16 (on a machine with native support) goes on in float32 on one
+    without: same weights and optimizer state, recorded in the state, metadata and card."""
+    original = fit._Checkpoint.on_epoch_end
+
+    def killed_after_first_epoch(self, epoch, logs=None):
+        original(self, epoch, logs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit._Checkpoint, "on_epoch_end", killed_after_first_epoch)
+    config = _config(fer_folder, tmp_path, epochs=2, mixed_precision=True)
+    with pytest.raises(KeyboardInterrupt):
+        fit.train(config)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["precision"] == [[0, "mixed_bfloat16"]]
+    # a state file written before precision was recorded: the checkpoint tells it
+    (tmp_path / "state.json").write_text(json.dumps({k: v for k, v in state.items() if k != "precision"}))
+
+    saved = keras.saving.load_model(tmp_path / "checkpoint.keras")
+    twin = fit._training_model(replace(config, mixed_precision=False), 100.0, 50.0, pretrained=False)
+    assert fit._load_checkpoint(twin, tmp_path / "checkpoint.keras") == "mixed_bfloat16"
+    assert all(np.array_equal(a, b) for a, b in zip(twin.get_weights(), saved.get_weights(), strict=True))
+    assert all(
+        np.array_equal(np.asarray(a), np.asarray(b))
+        for a, b in zip(twin.optimizer.variables, saved.optimizer.variables, strict=True)
+    )
+    assert next(fit._convolutions(twin)).dtype_policy.name == "float32"
+    steps_per_epoch = int(saved.optimizer.iterations.numpy())
+
+    monkeypatch.setattr(fit._Checkpoint, "on_epoch_end", original)
+    fit.train(replace(config, mixed_precision=False, resume=True))
+    assert json.loads((tmp_path / "state.json").read_text())["precision"] == [
+        [0, "mixed_bfloat16"],
+        [1, "float32"],
+    ]
+    resumed = keras.saving.load_model(tmp_path / "checkpoint.keras")
+    assert next(fit._convolutions(resumed)).dtype_policy.name == "float32"
+    assert int(resumed.optimizer.iterations.numpy()) == 2 * steps_per_epoch
+    recipe = json.loads((tmp_path / "metadata.json").read_text())["recipe"]
+    assert recipe["precision_segments"] == [[0, "mixed_bfloat16"], [1, "float32"]]
+    card = (tmp_path / "README.md").read_text()
+    assert "precision bfloat16 mixed in epochs 1-1, float32 in epochs 2-2" in card
+    assert "--mixed-precision`, stopped after epoch 1, then `fervideo train --model resvgg" in card
+    assert "--resume --no-mixed-precision`" in card
+
+
+def test_a_checkpoint_of_another_architecture_is_refused(finished_run: Path, fer_folder: Path):
+    other = fit._training_model(_config(fer_folder, finished_run, architecture="custom_cnn"), 1.0, 1.0, False)
+    with pytest.raises(FervideoError, match="cannot be resumed"):
+        fit._load_checkpoint(other, finished_run / "checkpoint.keras")
