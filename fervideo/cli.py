@@ -226,8 +226,8 @@ def train(
     mixed_precision: Annotated[
         bool | None,
         typer.Option(
-            help="Train in bfloat16. [default: where the hardware computes it natively: a recent GPU, "
-            "or a CPU with AVX512-BF16 or AMX; emulated it is several times slower than float32]"
+            help="Train in bfloat16. Left out: only where the hardware computes it natively (a recent "
+            "GPU, or a CPU with AVX512-BF16 or AMX); emulated, it is several times slower than float32."
         ),
     ] = None,
     holdout: Annotated[
