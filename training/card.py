@@ -8,6 +8,7 @@ from pathlib import Path
 from fervideo.catalog import METADATA_FILE
 from fervideo.core import EMOTIONS
 from training.atomic import write_text_atomically
+from training.precision import policy_name
 
 
 def write_card(run: Path, notes: str = "") -> Path:
@@ -155,7 +156,7 @@ def _precision_segments(recipe: dict) -> list[tuple[int, str]]:
     saved = recipe.get("precision_segments")
     if saved:
         return [tuple(segment) for segment in saved]
-    return [(0, "mixed_bfloat16" if recipe["mixed_precision"] else "float32")]
+    return [(0, policy_name(recipe["mixed_precision"]))]
 
 
 def _precision_text(recipe: dict) -> str:
@@ -170,7 +171,7 @@ def _precision_text(recipe: dict) -> str:
 
 
 def _precision_flag(policy: str) -> str:
-    return "--mixed-precision" if policy == "mixed_bfloat16" else "--no-mixed-precision"
+    return "--mixed-precision" if policy == policy_name(True) else "--no-mixed-precision"
 
 
 def _command(architecture: str, r: dict) -> str:
@@ -196,15 +197,16 @@ def _command(architecture: str, r: dict) -> str:
     if r["imagenet_weights"]:
         options.append("--imagenet-weights IMAGENET_NOTOP_H5")
     text = "`fervideo train " + " ".join(options) + "`"
-    resumes: dict[int, list[str]] = {}
     replans = {at: (planned, total) for at, planned, total in replanned}
-    for at, (_, total) in replans.items():
-        resumes.setdefault(at, []).append(f"--epochs {total}")
-    for at, policy in segments[1:]:
-        resumes.setdefault(at, []).append(_precision_flag(policy))
-    planned = first_epochs
-    for at in sorted(resumes):
-        planned_then, planned = replans.get(at, (planned, planned))
-        stopped = f", stopped after epoch {at}," if at < planned_then else ""
-        text += f"{stopped} then `fervideo train {same_run} --resume {' '.join(resumes[at])}`"
+    switches = {at: _precision_flag(policy) for at, policy in segments[1:]}
+    length = first_epochs  # the run's planned length
+    for at in sorted({*replans, *switches}):
+        flags, length_then = [], length
+        if at in replans:
+            length_then, length = replans[at]
+            flags.append(f"--epochs {length}")
+        if at in switches:
+            flags.append(switches[at])
+        stopped = f", stopped after epoch {at}," if at < length_then else ""
+        text += f"{stopped} then `fervideo train {same_run} --resume {' '.join(flags)}`"
     return text

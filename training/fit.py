@@ -34,7 +34,7 @@ from training.card import write_card
 from training.data import Split, available_splits, load_split
 from training.evaluate import evaluate_split, write_metrics
 from training.plots import plot_history
-from training.precision import resolve_mixed_precision
+from training.precision import policy_name, resolve_mixed_precision
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def train(config: TrainConfig, time_budget_s: float | None = None, replan_epochs
         state.replanned.append((state.epochs_done, state.epochs_total, replan_epochs))
         state.epochs_total = replan_epochs
 
-    policy = "mixed_bfloat16" if config.mixed_precision else "float32"
+    policy = policy_name(config.mixed_precision)
     keras.mixed_precision.set_dtype_policy(policy)
     try:
         if checkpoint.exists():

@@ -64,14 +64,20 @@ def test_an_existing_run_is_not_overwritten(finished_run: Path, fer_folder: Path
         fit.train(_config(fer_folder, finished_run))
 
 
-def test_resume_after_an_interrupted_run(fer_folder: Path, tmp_path: Path, monkeypatch):
+def _kill_after_each_checkpoint(monkeypatch):
+    """As if the user pressed Ctrl-C right after a checkpoint; returns the real callback."""
     original = fit._Checkpoint.on_epoch_end
 
     def killed_after_first_epoch(self, epoch, logs=None):
         original(self, epoch, logs)
-        raise KeyboardInterrupt  # as if the user pressed Ctrl-C right after the checkpoint
+        raise KeyboardInterrupt
 
     monkeypatch.setattr(fit._Checkpoint, "on_epoch_end", killed_after_first_epoch)
+    return original
+
+
+def test_resume_after_an_interrupted_run(fer_folder: Path, tmp_path: Path, monkeypatch):
+    original = _kill_after_each_checkpoint(monkeypatch)
     config = _config(fer_folder, tmp_path, epochs=3)
     with pytest.raises(KeyboardInterrupt):
         fit.train(config)
@@ -146,13 +152,7 @@ def test_holdout_validates_on_a_stratified_share_of_training(fer_csv: Path, tmp_
 def test_a_bfloat16_run_resumes_in_float32(fer_folder: Path, tmp_path: Path, monkeypatch):
     """A run started in bfloat16 (on a machine with native support) goes on in float32 on one
     without: same weights and optimizer state, recorded in the state, metadata and card."""
-    original = fit._Checkpoint.on_epoch_end
-
-    def killed_after_first_epoch(self, epoch, logs=None):
-        original(self, epoch, logs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(fit._Checkpoint, "on_epoch_end", killed_after_first_epoch)
+    original = _kill_after_each_checkpoint(monkeypatch)
     config = _config(fer_folder, tmp_path, epochs=2, mixed_precision=True)
     with pytest.raises(KeyboardInterrupt):
         fit.train(config)

@@ -3,14 +3,12 @@ TensorFlow's oneDNN kernels on before TensorFlow loads."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import imported_after
 from training import precision
 
 ZEN1 = "processor\t: 0\nflags\t\t: fpu sse sse2 avx avx2 fma\nbugs\t\t: sysret_ss_attrs\n"
@@ -45,16 +43,12 @@ def test_a_gpu_decides_over_the_cpu(tmp_path: Path, monkeypatch):
     assert precision.resolve_mixed_precision(None) is True
 
 
-def _onednn_setting_after_import(env: dict[str, str]) -> str | None:
-    code = "import json, os, training; print(json.dumps(os.environ.get('TF_ENABLE_ONEDNN_OPTS')))"
-    root = Path(__file__).resolve().parents[2]
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=root
-    )
-    return json.loads(result.stdout)
-
-
 def test_onednn_is_turned_on_unless_the_user_chose():
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    assert _onednn_setting_after_import(env) == "1"
-    assert _onednn_setting_after_import({**env, "TF_ENABLE_ONEDNN_OPTS": "0"}) == "0"
+    turned_on = "import training; assert os.environ['TF_ENABLE_ONEDNN_OPTS'] == '1'"
+    assert "TF_ENABLE_ONEDNN_OPTS" in imported_after(turned_on, env)["env_changed"]
+    kept = "import training; assert os.environ['TF_ENABLE_ONEDNN_OPTS'] == '0'"
+    assert (
+        "TF_ENABLE_ONEDNN_OPTS"
+        not in imported_after(kept, {**env, "TF_ENABLE_ONEDNN_OPTS": "0"})["env_changed"]
+    )
