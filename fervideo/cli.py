@@ -247,7 +247,7 @@ def train(
 
     Options left out take the model's bundled recipe (training/recipes.py). On a 2-core CPU
     with AMX an epoch of resvgg took 1.4-2.9 minutes, one of custom_cnn 3.7-5.9, one of ResNet-50
-    4.8-6.5; on an AVX2-only one, ResNet-50 took 18-22 in float32.
+    4.8-6.5; on AVX2-only ones, ResNet-50 took 7.5-22 in float32.
     """
     import logging
     from dataclasses import replace
