@@ -127,7 +127,7 @@ def train(config: TrainConfig, time_budget_s: float | None = None, replan_epochs
         callbacks = [
             _Schedule(config, state),
             keras.callbacks.CSVLogger(str(out / "history.csv"), append=state.epochs_done > 0),
-            *([_TimeBudget(state, time_budget_s)] if time_budget_s else []),
+            *([_TimeBudget(state, time_budget_s, config.warmup_epochs)] if time_budget_s else []),
             _Checkpoint(checkpoint, state, state_path),
         ]
         if state.epochs_done < state.epochs_total:
@@ -387,11 +387,16 @@ class _Checkpoint(keras.callbacks.Callback):
 
 class _TimeBudget(keras.callbacks.Callback):
     """Cuts `epochs_total` to what fits in the budget, judged on the speed of the second epoch
-    this process runs (the first includes compilation)."""
+    this process runs (the first includes compilation).
 
-    def __init__(self, state: RunState, budget_s: float):
+    A cut after epochs whose learning rate depended on the old length (a resumed run past its
+    warm-up) is recorded as a re-plan, so the card's reproduce command has it; the epochs up to
+    the end of warm-up (the first the cosine starts at 1 whatever the length) need no record.
+    """
+
+    def __init__(self, state: RunState, budget_s: float, warmup_epochs: int):
         super().__init__()
-        self.state, self.budget_s = state, budget_s
+        self.state, self.budget_s, self.warmup_epochs = state, budget_s, warmup_epochs
 
     def on_train_begin(self, logs=None) -> None:
         self.epochs_run = 0
@@ -413,6 +418,8 @@ class _TimeBudget(keras.callbacks.Callback):
                     fits,
                     self.state.epochs_total,
                 )
+                if epoch > self.warmup_epochs:
+                    self.state.replanned.append((epoch + 1, self.state.epochs_total, fits))
                 self.state.epochs_total = fits
         if epoch + 1 >= self.state.epochs_total:
             self.model.stop_training = True

@@ -139,7 +139,26 @@ def test_a_finished_run_is_extended_and_its_schedule_replanned(fer_folder: Path,
 def test_time_budget_cuts_the_epochs(fer_folder: Path, tmp_path: Path):
     fit.train(_config(fer_folder, tmp_path, epochs=50), time_budget_s=0.01)
     assert len(pd.read_csv(tmp_path / "history.csv")) == 2
-    assert json.loads((tmp_path / "state.json").read_text())["epochs_total"] == 2
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["epochs_total"] == 2
+    assert state["replanned"] == []  # cut within warm-up: `--epochs 2` alone rebuilds it
+
+
+def test_a_time_budget_cut_of_a_resumed_run_is_recorded(fer_folder: Path, tmp_path: Path, monkeypatch):
+    """Cut after epochs that the old length's cosine shaped, the run records the new length,
+    so its card's reproduce command gives the schedule it really had."""
+    original = _kill_after_each_checkpoint(monkeypatch)
+    config = _config(fer_folder, tmp_path, epochs=6)
+    with pytest.raises(KeyboardInterrupt):
+        fit.train(config)
+    monkeypatch.setattr(fit._Checkpoint, "on_epoch_end", original)
+    fit.train(replace(config, resume=True), time_budget_s=0.01)  # cut at this process's 2nd epoch
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["epochs_done"] == state["epochs_total"] == 3
+    assert state["replanned"] == [[3, 6, 3]]
+    card = (tmp_path / "README.md").read_text()
+    assert "--epochs 6 " in card and "`, stopped after epoch 3, then `fervideo train" in card
+    assert "--resume --epochs 3`" in card
 
 
 def test_holdout_validates_on_a_stratified_share_of_training(fer_csv: Path, tmp_path: Path):
