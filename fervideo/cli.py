@@ -241,6 +241,14 @@ def train(
     imagenet_weights: Annotated[
         Path | None, typer.Option(help="ResNet-50 ImageNet no-top weights .h5 for resnet_imagenet.")
     ] = None,
+    recalibrate_bn: Annotated[
+        bool | None,
+        typer.Option(
+            help="After the last epoch, re-estimate the batch-normalisation statistics on the "
+            "un-augmented training images (with --resume, also for a finished run). "
+            "[default: the model's recipe]"
+        ),
+    ] = None,
 ) -> None:
     """Train an emotion model on FER2013: checkpoints every epoch, curves, confusion
     matrices, metrics and a model card in the run folder.
@@ -269,6 +277,7 @@ def train(
         "mixed_precision": mixed_precision,
         "holdout": holdout,
         "imagenet_weights": imagenet_weights,
+        "recalibrate_bn": recalibrate_bn,
     }
     config = replace(
         base,

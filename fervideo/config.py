@@ -105,6 +105,8 @@ class TrainConfig:
             bfloat16 natively (see `training.precision`: emulated, it was 6.7x slower).
         warmup_epochs: linear learning-rate warm-up before the cosine decay.
         imagenet_weights: ResNet-50 notop weights file for `resnet_imagenet`.
+        recalibrate_bn: after training, re-estimate the batch-normalisation statistics on the
+            un-augmented training split with the final weights (`training.batchnorm`).
     """
 
     architecture: str = "custom_cnn"
@@ -121,4 +123,5 @@ class TrainConfig:
     mixed_precision: bool | None = None
     resume: bool = False
     imagenet_weights: Path | None = None
+    recalibrate_bn: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)

@@ -116,6 +116,14 @@ def _recipe_lines(
         f"weight decay {recipe['weight_decay']}, {recipe['loss']} with label smoothing "
         f"{recipe['label_smoothing']}, {_precision_text(recipe)}, seed {recipe['seed']}.",
         f"- Augmentation: {_augment_text(recipe['augment'])}.",
+        *(
+            [
+                "- After training, the batch-normalisation statistics were re-estimated on the "
+                "un-augmented training split with the final weights."
+            ]
+            if recipe.get("recalibrate_bn")
+            else []
+        ),
         f"- Trained in {training['seconds'] / 60:.1f} min on {training['device']}, "
         f"{keras_text}{training['backend']} backend.",
     ]
@@ -196,6 +204,8 @@ def _command(architecture: str, r: dict) -> str:
         options.append(f"--holdout {r['holdout']}")
     if r["imagenet_weights"]:
         options.append("--imagenet-weights IMAGENET_NOTOP_H5")
+    if r.get("recalibrate_bn"):
+        options.append("--recalibrate-bn")
     text = "`fervideo train " + " ".join(options) + "`"
     replans = {at: (planned, total) for at, planned, total in replanned}
     switches = {at: _precision_flag(policy) for at, policy in segments[1:]}

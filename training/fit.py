@@ -30,6 +30,7 @@ from fervideo.core import EMOTIONS, FervideoError
 from training import architectures
 from training.atomic import save_model_atomically, write_text_atomically
 from training.augment import augmentation
+from training.batchnorm import recalibrate_batchnorm
 from training.card import write_card
 from training.data import Split, available_splits, load_split
 from training.evaluate import evaluate_split, write_metrics
@@ -146,6 +147,9 @@ def train(config: TrainConfig, time_budget_s: float | None = None, replan_epochs
         keras.mixed_precision.set_dtype_policy("float32")
 
     model = _inference_model(config, train_model, mean, std)
+    if config.recalibrate_bn:
+        count = recalibrate_batchnorm(model, train_data.x, config.batch_size)
+        log.info("re-estimated %d batch-normalisation layers' statistics on %s", count, train_data.name)
     model_path = out / MODEL_FILE
     save_model_atomically(model, model_path)
     _finish(config, model, model_path, train_data, val_data, mean, std, state)

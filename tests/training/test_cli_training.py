@@ -40,10 +40,12 @@ def test_train_forwards_options_over_the_recipe(monkeypatch, tmp_path: Path):
             "--time-budget",
             "3",
             "--resume",
+            "--recalibrate-bn",
         ],
     )
     assert result.exit_code == 0, result.output
     config, budget, replan = calls[0]
+    assert config.recalibrate_bn and not RECIPES["resvgg"].recalibrate_bn
     assert (config.architecture, config.epochs, config.learning_rate) == ("resvgg", 7, 0.02)
     assert config.resume and budget == 180 and config.out == Path("runs/resvgg")
     assert replan == 7  # --epochs with --resume gives the run a new length

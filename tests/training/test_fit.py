@@ -161,6 +161,33 @@ def test_a_time_budget_cut_of_a_resumed_run_is_recorded(fer_folder: Path, tmp_pa
     assert "--resume --epochs 3`" in card
 
 
+def test_a_finished_run_is_exported_again_with_recalibrated_batchnorm(fer_folder: Path, tmp_path: Path):
+    config = _config(fer_folder, tmp_path, epochs=1)
+    fit.train(config)
+    plain = keras.saving.load_model(tmp_path / "model.keras")
+    fit.train(replace(config, resume=True, recalibrate_bn=True))  # no epoch left: export only
+    assert pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == [0]
+    recalibrated = keras.saving.load_model(tmp_path / "model.keras")
+    changed = [
+        name
+        for name, before, after in zip(
+            [w.path for w in plain.weights], plain.get_weights(), recalibrated.get_weights(), strict=True
+        )
+        if not np.allclose(before, after)
+    ]
+    assert changed and all(name.endswith(("moving_mean", "moving_variance")) for name in changed)
+    meta = json.loads((tmp_path / "metadata.json").read_text())
+    assert meta["recipe"]["recalibrate_bn"] is True
+    from training.evaluate import evaluate
+
+    assert (
+        evaluate(tmp_path / "model.keras", fer_folder, "PublicTest").accuracy == meta["metrics"]["accuracy"]
+    )
+    card = (tmp_path / "README.md").read_text()
+    assert "statistics were re-estimated on the un-augmented training split" in card
+    assert "--recalibrate-bn" in card
+
+
 def test_holdout_validates_on_a_stratified_share_of_training(fer_csv: Path, tmp_path: Path):
     fit.train(_config(fer_csv, tmp_path, epochs=1, holdout=0.34))
     meta = json.loads((tmp_path / "metadata.json").read_text())
