@@ -145,6 +145,7 @@ def train(config: TrainConfig, time_budget_s: float | None = None, replan_epochs
             )
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
+    state.write(state_path)  # a re-plan that left no epoch to train is kept too
 
     model = _inference_model(config, train_model, mean, std)
     if config.recalibrate_bn:

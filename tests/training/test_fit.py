@@ -161,6 +161,18 @@ def test_a_time_budget_cut_of_a_resumed_run_is_recorded(fer_folder: Path, tmp_pa
     assert "--resume --epochs 3`" in card
 
 
+def test_an_interrupted_run_cut_to_its_trained_epochs_finishes(fer_folder: Path, tmp_path: Path, monkeypatch):
+    original = _kill_after_each_checkpoint(monkeypatch)
+    config = _config(fer_folder, tmp_path, epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        fit.train(config)
+    monkeypatch.setattr(fit._Checkpoint, "on_epoch_end", original)
+    fit.train(replace(config, resume=True), replan_epochs=1)  # nothing left to train: export
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["epochs_total"] == 1 and state["replanned"] == [[1, 3, 1]]
+    assert json.loads((tmp_path / "metadata.json").read_text())["recipe"]["replanned"] == [[1, 3, 1]]
+
+
 def test_a_finished_run_is_exported_again_with_recalibrated_batchnorm(fer_folder: Path, tmp_path: Path):
     config = _config(fer_folder, tmp_path, epochs=1)
     fit.train(config)
