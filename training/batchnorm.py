@@ -33,10 +33,12 @@ class _InTrainingMode(keras.Model):
         return self.network(x, training=True)
 
 
-def recalibrate_batchnorm(model: keras.Model, images: np.ndarray, batch_size: int) -> int:
+def recalibrate_batchnorm(model: keras.Model, images: np.ndarray, batch_size: int, seed: int = 0) -> int:
     """Set every BatchNormalization layer's moving mean and variance to the average, over
-    `images` in batches of `batch_size`, of the batch statistics it normalises with in
-    training. Weights are unchanged. Returns the number of layers re-estimated."""
+    `images` in shuffled batches of `batch_size` (as training drew them: a split stored class
+    by class would otherwise give one-class batches and too small variances), of the batch
+    statistics it normalises with in training. Weights are unchanged. Returns the number of
+    layers re-estimated."""
     layers = list(batchnorm_layers(model))
     if not layers:
         return 0
@@ -48,8 +50,9 @@ def recalibrate_batchnorm(model: keras.Model, images: np.ndarray, batch_size: in
         sums = [
             [np.zeros(layer.moving_mean.shape), np.zeros(layer.moving_variance.shape)] for layer in layers
         ]
+        order = np.random.default_rng(seed).permutation(len(images))
         for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size].astype(np.float32)
+            batch = images[order[start : start + batch_size]].astype(np.float32)
             runner.predict_on_batch(batch)
             for (mean_sum, var_sum), layer in zip(sums, layers, strict=True):
                 mean_sum += len(batch) * np.asarray(layer.moving_mean, np.float64)

@@ -149,7 +149,7 @@ def train(config: TrainConfig, time_budget_s: float | None = None, replan_epochs
 
     model = _inference_model(config, train_model, mean, std)
     if config.recalibrate_bn:
-        count = recalibrate_batchnorm(model, train_data.x, config.batch_size)
+        count = recalibrate_batchnorm(model, train_data.x, config.batch_size, config.seed)
         log.info("re-estimated %d batch-normalisation layers' statistics on %s", count, train_data.name)
     model_path = out / MODEL_FILE
     save_model_atomically(model, model_path)
