@@ -13,12 +13,12 @@ import keras
 import numpy as np
 
 
-def batchnorm_layers(layer: keras.layers.Layer):
-    """The BatchNormalization layers inside `layer`, depth first (nested models included)."""
-    if isinstance(layer, keras.layers.BatchNormalization):
+def nested_layers(layer: keras.layers.Layer, kind: type):
+    """The layers of type `kind` inside `layer`, depth first (nested models included)."""
+    if isinstance(layer, kind):
         yield layer
     for child in getattr(layer, "layers", []):
-        yield from batchnorm_layers(child)
+        yield from nested_layers(child, kind)
 
 
 class _InTrainingMode(keras.Model):
@@ -39,7 +39,7 @@ def recalibrate_batchnorm(model: keras.Model, images: np.ndarray, batch_size: in
     by class would otherwise give one-class batches and too small variances), of the batch
     statistics it normalises with in training. Weights are unchanged. Returns the number of
     layers re-estimated."""
-    layers = list(batchnorm_layers(model))
+    layers = list(nested_layers(model, keras.layers.BatchNormalization))
     if not layers:
         return 0
     momenta = [layer.momentum for layer in layers]

@@ -30,7 +30,7 @@ from fervideo.core import EMOTIONS, FervideoError
 from training import architectures
 from training.atomic import save_model_atomically, write_text_atomically
 from training.augment import augmentation
-from training.batchnorm import recalibrate_batchnorm
+from training.batchnorm import nested_layers, recalibrate_batchnorm
 from training.card import write_card
 from training.data import Split, available_splits, load_split
 from training.evaluate import evaluate_split, write_metrics
@@ -344,15 +344,7 @@ def _load_checkpoint(train_model: keras.Model, checkpoint: Path) -> str:
         raise FervideoError(f"{checkpoint} holds another optimizer: it cannot be resumed.")
     for target, source in zip(train_model.optimizer.variables, saved.optimizer.variables, strict=True):
         target.assign(source)
-    return next(_convolutions(saved)).dtype_policy.name
-
-
-def _convolutions(layer: keras.layers.Layer):
-    """The Conv2D layers inside `layer`, depth first (nested models' own policy stays float32)."""
-    if isinstance(layer, keras.layers.Conv2D):
-        yield layer
-    for child in getattr(layer, "layers", []):
-        yield from _convolutions(child)
+    return next(nested_layers(saved, keras.layers.Conv2D)).dtype_policy.name
 
 
 def _augment_generators(model: keras.Model) -> dict[str, keras.random.SeedGenerator]:

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from training.batchnorm import batchnorm_layers, recalibrate_batchnorm
+from training.batchnorm import nested_layers, recalibrate_batchnorm
 
 
 def _model_with_nested_batchnorm() -> keras.Model:
@@ -20,7 +20,7 @@ def _model_with_nested_batchnorm() -> keras.Model:
 
 def test_statistics_are_the_averaged_batch_statistics():
     model = _model_with_nested_batchnorm()
-    (layer,) = batchnorm_layers(model)  # found inside the nested model
+    (layer,) = nested_layers(model, keras.layers.BatchNormalization)  # found inside the nested model
     weights_before = [w.copy() for w in model.get_weights() if w.shape != layer.moving_mean.shape]
     x = np.random.default_rng(0).normal(5, 3, (50, 4)).astype(np.float32)
 

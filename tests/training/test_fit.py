@@ -13,6 +13,7 @@ from fervideo.catalog import resolve_model
 from fervideo.core import EMOTIONS, FervideoError
 from tests.helpers import tiny_run_config as _config
 from training import fit
+from training.batchnorm import nested_layers
 from training.data import load_split
 
 RUN_OUTPUTS = (
@@ -227,7 +228,7 @@ def test_a_bfloat16_run_resumes_in_float32(fer_folder: Path, tmp_path: Path, mon
         np.array_equal(np.asarray(a), np.asarray(b))
         for a, b in zip(twin.optimizer.variables, saved.optimizer.variables, strict=True)
     )
-    assert next(fit._convolutions(twin)).dtype_policy.name == "float32"
+    assert next(nested_layers(twin, keras.layers.Conv2D)).dtype_policy.name == "float32"
     steps_per_epoch = int(saved.optimizer.iterations.numpy())
 
     monkeypatch.setattr(fit._Checkpoint, "on_epoch_end", original)
@@ -237,7 +238,7 @@ def test_a_bfloat16_run_resumes_in_float32(fer_folder: Path, tmp_path: Path, mon
         [1, "float32"],
     ]
     resumed = keras.saving.load_model(tmp_path / "checkpoint.keras")
-    assert next(fit._convolutions(resumed)).dtype_policy.name == "float32"
+    assert next(nested_layers(resumed, keras.layers.Conv2D)).dtype_policy.name == "float32"
     assert int(resumed.optimizer.iterations.numpy()) == 2 * steps_per_epoch
     recipe = json.loads((tmp_path / "metadata.json").read_text())["recipe"]
     assert recipe["precision_segments"] == [[0, "mixed_bfloat16"], [1, "float32"]]
