@@ -29,8 +29,8 @@ from inference_speed import crops_per_second  # this folder's speed benchmark
 
 from fervideo.catalog import list_models
 from fervideo.classify import ExpressionClassifier
-from training.data import load_split
-from training.evaluate import evaluate_split, score
+from fervideo.training.data import load_split
+from fervideo.training.evaluate import evaluate_split, score
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = REPO.parent / "shared" / "datasets" / "fer2013-train-publictest.tar.gz"

@@ -20,8 +20,8 @@ import keras
 import numpy as np
 
 from fervideo.catalog import list_models
-from training.architectures import build
-from training.ensemble import ARCHITECTURE as ENSEMBLE
+from fervideo.training.architectures import build
+from fervideo.training.ensemble import ARCHITECTURE as ENSEMBLE
 
 RESULTS = Path(__file__).with_name("SPEED.md")
 BATCH = 256

@@ -31,14 +31,14 @@ _EXPORTS = {
     "AnalyzeConfig": "fervideo.config",
     "EMOTIONS": "fervideo.core",
     "Faces": "fervideo.core",
-    "FervideoError": "fervideo.core",
-    "probe": "fervideo.video",
-    "read_frames": "fervideo.video",
-    "VideoInfo": "fervideo.video",
-    "DETECTORS": "fervideo.detectors",
-    "FaceDetector": "fervideo.detectors",
-    "get_detector": "fervideo.detectors",
-    "crop_faces": "fervideo.align",
+    "FervideoError": "fervideo.errors",
+    "probe": "fervideo.decode",
+    "read_frames": "fervideo.decode",
+    "VideoInfo": "fervideo.decode",
+    "DETECTORS": "fervideo.detect",
+    "FaceDetector": "fervideo.detect",
+    "get_detector": "fervideo.detect",
+    "crop_faces": "fervideo.crop",
     "ExpressionClassifier": "fervideo.classify",
     "IoUTracker": "fervideo.track",
     "Tables": "fervideo.tables",
@@ -50,17 +50,18 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
-    from fervideo.align import crop_faces
     from fervideo.catalog import list_models, resolve_model
     from fervideo.classify import ExpressionClassifier
     from fervideo.config import AnalyzeConfig
-    from fervideo.core import EMOTIONS, Faces, FervideoError
-    from fervideo.detectors import DETECTORS, FaceDetector, get_detector
+    from fervideo.core import EMOTIONS, Faces
+    from fervideo.crop import crop_faces
+    from fervideo.decode import VideoInfo, probe, read_frames
+    from fervideo.detect import DETECTORS, FaceDetector, get_detector
+    from fervideo.errors import FervideoError
     from fervideo.pipeline import Analyzer, VideoResult, analyze, analyze_many, expand_inputs
     from fervideo.store import ResultStore
     from fervideo.tables import Tables
     from fervideo.track import IoUTracker
-    from fervideo.video import VideoInfo, probe, read_frames
 
 
 def __getattr__(name: str) -> Any:

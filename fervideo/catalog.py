@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from fervideo.config import DEFAULT_MODEL
-from fervideo.core import EMOTIONS, FervideoError
+from fervideo.core import EMOTIONS
+from fervideo.errors import FervideoError
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"

@@ -10,7 +10,8 @@ import numpy as np
 
 from fervideo.catalog import ModelInfo, resolve_model
 from fervideo.config import CROP_SIZE, AnalyzeConfig
-from fervideo.core import EMOTIONS, FervideoError
+from fervideo.core import EMOTIONS
+from fervideo.errors import FervideoError
 from fervideo.tta import TTA_MODES, tta_views
 
 log = logging.getLogger(__name__)

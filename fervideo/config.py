@@ -9,6 +9,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fervideo.errors import SettingError
+
 #: Name of the bundled model `analyze` uses when `--model` is not given.
 DEFAULT_MODEL = "resvgg_ensemble"
 #: Output folder of `analyze` when `--out` is not given.
@@ -43,7 +45,7 @@ class AnalyzeConfig:
             .deepface/weights/retinaface.onnx under $DEEPFACE_HOME or the home folder).
 
     Raises:
-        ValueError: a setting is out of its range.
+        SettingError: a setting is out of its range (a `ValueError` and a `FervideoError`).
     """
 
     model: str | Path = "default"
@@ -70,7 +72,8 @@ class AnalyzeConfig:
         )
         for name, ok, expected in checks:
             if not ok:
-                raise ValueError(f"AnalyzeConfig.{name} must be {expected}, but got {getattr(self, name)!r}")
+                value = getattr(self, name)
+                raise SettingError(f"AnalyzeConfig.{name} must be {expected}, but got {value!r}")
 
 
 def _positive(value: float) -> bool:
@@ -94,7 +97,7 @@ class TrainConfig:
     """Settings of one `train` run.
 
     Attributes:
-        architecture: a name from `training.architectures.ARCHITECTURES`.
+        architecture: a name from `fervideo.training.architectures.ARCHITECTURES`.
         data: FER2013 as the Kaggle CSV or the image-folder layout.
         out: run folder: checkpoints, history, plots, metrics and the final model.
         epochs: passes over the training split (the study trained 150).
@@ -102,11 +105,17 @@ class TrainConfig:
             `val/` folder if present, else on PublicTest.
         label_smoothing: cross-entropy label smoothing.
         mixed_precision: train in bfloat16; None chooses it where the hardware computes
-            bfloat16 natively (see `training.precision`: emulated, it was 6.7x slower).
+            bfloat16 natively (see `fervideo.training.precision`: emulated, it was 6.7x slower).
         warmup_epochs: linear learning-rate warm-up before the cosine decay.
         imagenet_weights: ResNet-50 notop weights file for `resnet_imagenet`.
         recalibrate_bn: after training, re-estimate the batch-normalisation statistics on the
-            un-augmented training split with the final weights (`training.batchnorm`).
+            un-augmented training split with the final weights (`fervideo.training.batchnorm`).
+        class_balance: weight each class's loss by (its images)^-class_balance (0: unweighted,
+            1: every class the same total weight), so rare classes such as disgust count.
+        teacher: a model (bundled name or `.keras` path) to distil from; None trains on the
+            labels alone.
+        distill_weight: share of the teacher's term in the loss, 0-1.
+        temperature: distillation temperature (>= 1).
     """
 
     architecture: str = "custom_cnn"
@@ -124,4 +133,8 @@ class TrainConfig:
     resume: bool = False
     imagenet_weights: Path | None = None
     recalibrate_bn: bool = False
+    class_balance: float = 0.0
+    teacher: str | Path | None = None
+    distill_weight: float = 0.5
+    temperature: float = 2.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)

@@ -16,10 +16,6 @@ import numpy as np
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 
-class FervideoError(Exception):
-    """A problem with the user's input or environment, explained in one sentence."""
-
-
 @dataclass(frozen=True)
 class Faces:
     """Faces found in one or more frames of one video; row i is one face.

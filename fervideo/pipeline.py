@@ -21,15 +21,17 @@ from typing import Literal
 import numpy as np
 
 from fervideo import __version__
-from fervideo.align import crop_faces
+from fervideo.aggregate import Aggregates, faces_batch
 from fervideo.classify import ExpressionClassifier
 from fervideo.config import IMAGE_SUFFIXES, VIDEO_SUFFIXES, AnalyzeConfig
-from fervideo.core import EMOTIONS, Faces, FervideoError
-from fervideo.detectors import FaceDetector, get_detector
+from fervideo.core import EMOTIONS, Faces
+from fervideo.crop import crop_faces
+from fervideo.decode import VideoInfo, probe, read_frames
+from fervideo.detect import FaceDetector, get_detector
+from fervideo.errors import FervideoError
 from fervideo.store import ResultStore, video_id
-from fervideo.tables import Aggregates, RunInfo, Tables, VideoMeta, faces_batch
+from fervideo.tables import RunInfo, Tables, VideoMeta
 from fervideo.track import IoUTracker
-from fervideo.video import VideoInfo, probe, read_frames
 
 log = logging.getLogger(__name__)
 

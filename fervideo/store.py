@@ -29,7 +29,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fervideo.core import FervideoError
+from fervideo.errors import FervideoError
 from fervideo.tables import SCHEMAS, TABLES, RunInfo, Tables, read_tables
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

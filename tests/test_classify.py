@@ -5,7 +5,8 @@ import pytest
 
 from fervideo.classify import ExpressionClassifier
 from fervideo.config import DEFAULT_MODEL
-from fervideo.core import EMOTIONS, FervideoError
+from fervideo.core import EMOTIONS
+from fervideo.errors import FervideoError
 
 
 @pytest.fixture(scope="module")

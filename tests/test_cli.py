@@ -7,10 +7,11 @@ import pytest
 from typer.testing import CliRunner
 
 from fervideo import __version__, pipeline
-from fervideo.cli import Detector, app
+from fervideo.cli import app
+from fervideo.cli.analyze import Detector
 from fervideo.config import DEFAULT_OUT, AnalyzeConfig
-from fervideo.core import FervideoError
-from fervideo.detectors import DETECTORS
+from fervideo.detect import DETECTORS
+from fervideo.errors import FervideoError
 from fervideo.pipeline import VideoResult
 from tests.helpers import FakeDetector, write_video
 

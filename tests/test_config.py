@@ -68,7 +68,8 @@ class Changed(config.AnalyzeConfig):
 
 config.AnalyzeConfig = Changed
 config.DEFAULT_OUT = Path("elsewhere")
-from fervideo import align, classify, cli, detectors, track
+from fervideo import crop, classify, detect, track
+from fervideo.cli import analyze as cli
 
 spec = importlib.util.spec_from_file_location("bench", {str(REPO / "benchmarks" / "analyze_speed.py")!r})
 bench = sys.modules["bench"] = importlib.util.module_from_spec(spec)
@@ -80,11 +81,11 @@ def defaults(fn):
     return {{n: str(p.default) for n, p in parameters if p.default is not p.empty}}
 
 print(json.dumps({{
-    "crop_faces": defaults(align.crop_faces),
+    "crop_faces": defaults(crop.crop_faces),
     "ExpressionClassifier": defaults(classify.ExpressionClassifier),
-    "YuNetDetector": defaults(detectors.YuNetDetector),
-    "RetinaFaceDetector": defaults(detectors.RetinaFaceDetector),
-    "get_detector": defaults(detectors.get_detector),
+    "YuNetDetector": defaults(detect.YuNetDetector),
+    "RetinaFaceDetector": defaults(detect.RetinaFaceDetector),
+    "get_detector": defaults(detect.get_detector),
     "IoUTracker": defaults(track.IoUTracker),
     "cli out": str(inspect.signature(cli.analyze).parameters["out"].default),
     "benchmark": [args.model, args.detector, args.fps],

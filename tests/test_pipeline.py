@@ -15,9 +15,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from fervideo.align import crop_faces
 from fervideo.config import DEFAULT_MODEL, AnalyzeConfig
-from fervideo.core import EMOTIONS, FervideoError
+from fervideo.core import EMOTIONS
+from fervideo.crop import crop_faces
+from fervideo.errors import FervideoError
 from fervideo.pipeline import Analyzer, analyze, analyze_many, expand_inputs
 from fervideo.store import ResultStore, video_id
 from fervideo.tables import TABLES
@@ -250,11 +251,11 @@ class RecordingCapture:
 def test_the_video_is_closed_as_soon_as_its_analysis_fails(tmp_path, classifier, monkeypatch, stage):
     """Not at garbage collection: the traceback, kept here, holds the frames of the generators
     that raised (and so their local variables)."""
+    import fervideo.decode
     import fervideo.pipeline
-    import fervideo.video
 
-    opened = fervideo.video._open
-    monkeypatch.setattr(fervideo.video, "_open", lambda path: RecordingCapture(opened(path)))
+    opened = fervideo.decode._open
+    monkeypatch.setattr(fervideo.decode, "_open", lambda path: RecordingCapture(opened(path)))
     RecordingCapture.released = []
     if stage == "write":
 

@@ -5,8 +5,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from fervideo.aggregate import Aggregates, faces_batch
 from fervideo.core import EMOTIONS
-from fervideo.tables import PEAKS, SCHEMAS, SHARES, Aggregates, RunInfo, VideoMeta, faces_batch, read_tables
+from fervideo.tables import PEAKS, SCHEMAS, SHARES, RunInfo, VideoMeta, read_tables
 from tests.helpers import make_faces
 
 CLASSES = list(EMOTIONS)

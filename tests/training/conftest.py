@@ -59,7 +59,7 @@ def fer_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def finished_run(fer_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished tiny training run: model, metadata, metrics, plots and card."""
-    from training import fit
+    from fervideo.training import fit
 
     out = tmp_path_factory.mktemp("run")
     fit.train(tiny_run_config(fer_folder, out))

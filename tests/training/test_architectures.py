@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from fervideo.core import FervideoError
-from training import architectures
-from training.architectures import ARCHITECTURES, IMAGENET_NOTOP_FILE, build, imagenet_weights_path
+from fervideo.errors import FervideoError
+from fervideo.training import architectures
+from fervideo.training.architectures import ARCHITECTURES, IMAGENET_NOTOP_FILE, build, imagenet_weights_path
 
 
 @pytest.mark.parametrize("name", ["custom_cnn", "resnet", "resvgg"])

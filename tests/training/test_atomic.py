@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from training.atomic import replace_atomically, write_text_atomically
+from fervideo.training.atomic import replace_atomically, write_text_atomically
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path):

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from training.batchnorm import nested_layers, recalibrate_batchnorm
+from fervideo.training.batchnorm import nested_layers, recalibrate_batchnorm
 
 
 def _model_with_nested_batchnorm() -> keras.Model:

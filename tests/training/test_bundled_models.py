@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fervideo.catalog import list_models
-from training.evaluate import evaluate
+from fervideo.training.evaluate import evaluate
 
 REPO = Path(__file__).resolve().parents[2]
 ARCHIVE = Path(

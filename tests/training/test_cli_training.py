@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from fervideo.cli import app
 from fervideo.config import DEFAULT_MODEL
-from training import fit
-from training.recipes import RECIPES
+from fervideo.training import fit
+from fervideo.training.recipes import RECIPES
 
 runner = CliRunner()
 

@@ -7,9 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from fervideo.core import EMOTIONS, FervideoError
+from fervideo.core import EMOTIONS
+from fervideo.errors import FervideoError
+from fervideo.training.data import available_splits, load_split
 from tests.training.conftest import PER_CLASS, write_csv
-from training.data import available_splits, load_split
 
 
 @pytest.mark.parametrize("split", ["Training", "PublicTest"])

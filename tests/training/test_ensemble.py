@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from fervideo.classify import ExpressionClassifier
 from fervideo.cli import app
-from fervideo.core import FervideoError
-from training.data import load_split
-from training.ensemble import build_ensemble
-from training.evaluate import evaluate
+from fervideo.errors import FervideoError
+from fervideo.training.data import load_split
+from fervideo.training.ensemble import build_ensemble
+from fervideo.training.evaluate import evaluate
 
 runner = CliRunner()
 

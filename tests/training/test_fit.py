@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 
 from fervideo.catalog import resolve_model
-from fervideo.core import EMOTIONS, FervideoError
+from fervideo.core import EMOTIONS
+from fervideo.errors import FervideoError
+from fervideo.training import callbacks, fit
+from fervideo.training.batchnorm import nested_layers
+from fervideo.training.data import load_split
 from tests.helpers import tiny_run_config as _config
-from training import fit
-from training.batchnorm import nested_layers
-from training.data import load_split
 
 RUN_OUTPUTS = (
     "model.keras",
@@ -55,7 +56,7 @@ def test_metadata_and_normalisation_round_trip(finished_run: Path, fer_folder: P
     assert float(np.ravel(layer.mean)[0]) == pytest.approx(train.x.mean(), rel=1e-6)
     assert float(np.sqrt(np.ravel(layer.variance)[0])) == pytest.approx(train.x.std(), rel=1e-6)
     # the card's accuracy is what the saved file scores
-    from training.evaluate import evaluate
+    from fervideo.training.evaluate import evaluate
 
     assert evaluate(info.path, fer_folder, "PublicTest").accuracy == meta["metrics"]["accuracy"]
 
@@ -67,13 +68,13 @@ def test_an_existing_run_is_not_overwritten(finished_run: Path, fer_folder: Path
 
 def _kill_after_each_checkpoint(monkeypatch):
     """As if the user pressed Ctrl-C right after a checkpoint; returns the real callback."""
-    original = fit._Checkpoint.on_epoch_end
+    original = callbacks.Checkpoint.on_epoch_end
 
     def killed_after_first_epoch(self, epoch, logs=None):
         original(self, epoch, logs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(fit._Checkpoint, "on_epoch_end", killed_after_first_epoch)
+    monkeypatch.setattr(callbacks.Checkpoint, "on_epoch_end", killed_after_first_epoch)
     return original
 
 
@@ -95,7 +96,7 @@ def test_resume_after_an_interrupted_run(fer_folder: Path, tmp_path: Path, monke
     history_file = tmp_path / "history.csv"
     history_file.write_text(history_file.read_text() + "1,0.5,1.0,0.5,1.0\n")
 
-    monkeypatch.setattr(fit._Checkpoint, "on_epoch_end", original)
+    monkeypatch.setattr(callbacks.Checkpoint, "on_epoch_end", original)
     with pytest.raises(FervideoError, match="holds a resvgg run"):
         fit.train(replace(config, architecture="custom_cnn", resume=True))
     fit.train(replace(config, resume=True), replan_epochs=4)  # and given a new length
@@ -118,13 +119,13 @@ def test_a_finished_run_is_extended_and_its_schedule_replanned(fer_folder: Path,
         json.dumps({**json.loads((tmp_path / "state.json").read_text()), "mean": 1.0})
     )
     rates = []
-    original = fit._Schedule.on_epoch_begin
+    original = callbacks.Schedule.on_epoch_begin
 
     def record_rate(self, epoch, logs=None):
         original(self, epoch, logs)
         rates.append(float(self.model.optimizer.learning_rate.numpy()))
 
-    monkeypatch.setattr(fit._Schedule, "on_epoch_begin", record_rate)
+    monkeypatch.setattr(callbacks.Schedule, "on_epoch_begin", record_rate)
     with pytest.raises(FervideoError, match="at least that"):
         fit.train(replace(config, resume=True), replan_epochs=1)
     fit.train(replace(config, resume=True), replan_epochs=5)
@@ -152,7 +153,7 @@ def test_a_time_budget_cut_of_a_resumed_run_is_recorded(fer_folder: Path, tmp_pa
     config = _config(fer_folder, tmp_path, epochs=6)
     with pytest.raises(KeyboardInterrupt):
         fit.train(config)
-    monkeypatch.setattr(fit._Checkpoint, "on_epoch_end", original)
+    monkeypatch.setattr(callbacks.Checkpoint, "on_epoch_end", original)
     fit.train(replace(config, resume=True), time_budget_s=0.01)  # cut at this process's 2nd epoch
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["epochs_done"] == state["epochs_total"] == 3
@@ -167,7 +168,7 @@ def test_an_interrupted_run_cut_to_its_trained_epochs_finishes(fer_folder: Path,
     config = _config(fer_folder, tmp_path, epochs=3)
     with pytest.raises(KeyboardInterrupt):
         fit.train(config)
-    monkeypatch.setattr(fit._Checkpoint, "on_epoch_end", original)
+    monkeypatch.setattr(callbacks.Checkpoint, "on_epoch_end", original)
     fit.train(replace(config, resume=True), replan_epochs=1)  # nothing left to train: export
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["epochs_total"] == 1 and state["replanned"] == [[1, 3, 1]]
@@ -191,7 +192,7 @@ def test_a_finished_run_is_exported_again_with_recalibrated_batchnorm(fer_folder
     assert changed and all(name.endswith(("moving_mean", "moving_variance")) for name in changed)
     meta = json.loads((tmp_path / "metadata.json").read_text())
     assert meta["recipe"]["recalibrate_bn"] is True
-    from training.evaluate import evaluate
+    from fervideo.training.evaluate import evaluate
 
     assert (
         evaluate(tmp_path / "model.keras", fer_folder, "PublicTest").accuracy == meta["metrics"]["accuracy"]
@@ -231,7 +232,7 @@ def test_a_bfloat16_run_resumes_in_float32(fer_folder: Path, tmp_path: Path, mon
     assert next(nested_layers(twin, keras.layers.Conv2D)).dtype_policy.name == "float32"
     steps_per_epoch = int(saved.optimizer.iterations.numpy())
 
-    monkeypatch.setattr(fit._Checkpoint, "on_epoch_end", original)
+    monkeypatch.setattr(callbacks.Checkpoint, "on_epoch_end", original)
     fit.train(replace(config, mixed_precision=False, resume=True))
     assert json.loads((tmp_path / "state.json").read_text())["precision"] == [
         [0, "mixed_bfloat16"],

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from fervideo.training import precision
 from tests.helpers import imported_after
-from training import precision
 
 ZEN1 = "processor\t: 0\nflags\t\t: fpu sse sse2 avx avx2 fma\nbugs\t\t: sysret_ss_attrs\n"
 SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
@@ -45,9 +45,9 @@ def test_a_gpu_decides_over_the_cpu(tmp_path: Path, monkeypatch):
 
 def test_onednn_is_turned_on_unless_the_user_chose():
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    turned_on = "import training; assert os.environ['TF_ENABLE_ONEDNN_OPTS'] == '1'"
+    turned_on = "import fervideo.training; assert os.environ['TF_ENABLE_ONEDNN_OPTS'] == '1'"
     assert "TF_ENABLE_ONEDNN_OPTS" in imported_after(turned_on, env)["env_changed"]
-    kept = "import training; assert os.environ['TF_ENABLE_ONEDNN_OPTS'] == '0'"
+    kept = "import fervideo.training; assert os.environ['TF_ENABLE_ONEDNN_OPTS'] == '0'"
     assert (
         "TF_ENABLE_ONEDNN_OPTS"
         not in imported_after(kept, {**env, "TF_ENABLE_ONEDNN_OPTS": "0"})["env_changed"]

@@ -20,11 +20,12 @@ from fervideo import __version__
 from fervideo.catalog import METADATA_FILE, MODEL_FILE, ModelInfo, resolve_model
 from fervideo.classify import ExpressionClassifier
 from fervideo.config import CROP_SIZE
-from fervideo.core import EMOTIONS, FervideoError
-from training.atomic import save_model_atomically, write_text_atomically
-from training.card import write_card
-from training.data import load_split
-from training.evaluate import evaluate_split, write_metrics
+from fervideo.core import EMOTIONS
+from fervideo.errors import FervideoError
+from fervideo.training.atomic import save_model_atomically, write_text_atomically
+from fervideo.training.card import write_card
+from fervideo.training.data import load_split
+from fervideo.training.evaluate import evaluate_split, write_metrics
 
 ARCHITECTURE = "ensemble"
 

@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 
 from fervideo.config import CROP_SIZE, IMAGE_SUFFIXES
-from fervideo.core import EMOTIONS, FervideoError
+from fervideo.core import EMOTIONS
+from fervideo.errors import FervideoError
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,12 @@ import numpy as np
 
 from fervideo.catalog import METADATA_FILE
 from fervideo.classify import ExpressionClassifier
-from fervideo.core import EMOTIONS, FervideoError
-from training.atomic import write_text_atomically
-from training.card import write_card
-from training.data import Split, load_split
-from training.plots import plot_confusion
+from fervideo.core import EMOTIONS
+from fervideo.errors import FervideoError
+from fervideo.training.atomic import write_text_atomically
+from fervideo.training.card import write_card
+from fervideo.training.data import Split, load_split
+from fervideo.training.plots import plot_confusion
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from fervideo.catalog import METADATA_FILE
 from fervideo.core import EMOTIONS
-from training.atomic import write_text_atomically
-from training.precision import policy_name
+from fervideo.training.atomic import write_text_atomically
+from fervideo.training.precision import policy_name
 
 
 def write_card(run: Path, notes: str = "") -> Path:

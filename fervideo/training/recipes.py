@@ -17,6 +17,16 @@ RECIPES: dict[str, TrainConfig] = {
     "resvgg": TrainConfig(
         architecture="resvgg", epochs=60, learning_rate=0.1, label_smoothing=0.1, **_COMMON
     ),
+    # The single-network default's recipe: resvgg's, two blocks a stage, rare classes weighted
+    # up (half-way to equal class totals) and, given --teacher, distilled from an ensemble.
+    "resvgg_deep": TrainConfig(
+        architecture="resvgg_deep",
+        epochs=60,
+        learning_rate=0.1,
+        label_smoothing=0.1,
+        class_balance=0.5,
+        **_COMMON,
+    ),
     # The study's two models, trained as the study did (flip, zoom, rotation; plain
     # cross-entropy) plus shift, with the study's 150 epochs as the ceiling. With batch
     # normalisation after only every second convolution the custom CNN diverged at 0.05 and

@@ -2,8 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fervideo.core import FervideoError
-from fervideo.video import probe, read_frames
+from fervideo.decode import probe, read_frames
+from fervideo.errors import FervideoError
 from tests.helpers import container_times, write_vfr_video, write_video
 
 VFR_MS = [0, 40, 80, 500, 540, 1500, 1540, 1580, 3000, 3033]

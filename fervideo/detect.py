@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 
 from fervideo.config import AnalyzeConfig
-from fervideo.core import Faces, FervideoError
+from fervideo.core import Faces
+from fervideo.errors import FervideoError
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fervideo.align import crop_faces, eye_angle
 from fervideo.core import Faces
+from fervideo.crop import crop_faces, eye_angle
 from tests.helpers import make_faces
 
 

@@ -4,8 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fervideo.core import FervideoError
-from fervideo.detectors import (
+from fervideo.detect import (
     DETECTORS,
     RetinaFaceDetector,
     YuNetDetector,
@@ -14,6 +13,7 @@ from fervideo.detectors import (
     shrink,
     to_faces,
 )
+from fervideo.errors import FervideoError
 from tests.helpers import FakeDetector, write_fake_retinaface
 
 

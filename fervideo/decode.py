@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from fervideo.config import IMAGE_SUFFIXES
-from fervideo.core import FervideoError
+from fervideo.errors import FervideoError
 
 #: A video that decodes fewer than this share of the frames its container announces is
 #: reported as truncated, unless its last frame reaches the container's end (see `_truncated`).

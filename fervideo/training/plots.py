@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from fervideo.core import EMOTIONS
-from training.atomic import replace_atomically
+from fervideo.training.atomic import replace_atomically
 
 
 def plot_history(history: pd.DataFrame, path: Path, title: str) -> None:

@@ -1,0 +1,98 @@
+"""The `fervideo` command: a thin shell over the Python API.
+
+Each command lives in its own module here and registers itself on `app` through `command`,
+which also turns a `FervideoError` into one `error:` line and exit code 1, and a bad setting
+(`fervideo.errors.SettingError`) into one line and exit code 2, as for any other bad option.
+Heavy modules (OpenCV, TensorFlow, Arrow) are imported inside the command bodies, so that
+`fervideo --help` is instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, TypeVar
+
+import typer
+
+from fervideo import __version__
+from fervideo.errors import FervideoError, SettingError
+
+app = typer.Typer(
+    help="Facial expressions in videos: detect faces, classify expressions, write Parquet tables.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+Command = TypeVar("Command", bound=Callable[..., None])
+
+
+def command(**options: object) -> Callable[[Command], Command]:
+    """`app.command(**options)`, with the one error handler every command shares."""
+
+    def register(function: Command) -> Command:
+        @functools.wraps(function)
+        def run(*args: object, **kwargs: object) -> None:
+            try:
+                function(*args, **kwargs)
+            except SettingError as err:
+                typer.echo(f"error: {err}", err=True)
+                raise typer.Exit(code=2) from None
+            except FervideoError as err:
+                typer.echo(f"error: {err}", err=True)
+                raise typer.Exit(code=1) from None
+
+        app.command(**options)(run)
+        return function
+
+    return register
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fervideo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Facial expressions in videos: detect faces, classify expressions, write Parquet tables."""
+
+
+def quiet_native_logs() -> None:
+    """Keep FFmpeg's and TensorFlow's own stderr chatter out of the command's output; the
+    command reports every problem itself. Must run before OpenCV or TensorFlow load."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's logs after start-up
+
+
+@contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for a while; Python exceptions still propagate."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+# The commands register themselves on `app` when imported.
+from fervideo.cli import analyze, models, training  # noqa: E402, F401

@@ -1,0 +1,134 @@
+"""`fervideo analyze`: the tables of every input, with a line per input and progress bars."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import closing
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from fervideo.cli import command, native_stderr_silenced, quiet_native_logs
+from fervideo.config import DEFAULT_OUT, TTA_MODES, AnalyzeConfig
+
+if TYPE_CHECKING:
+    from fervideo.pipeline import VideoResult
+
+DEFAULTS = AnalyzeConfig()
+
+
+class Detector(str, Enum):
+    """Face detector back ends (the names of `fervideo.detect.DETECTORS`)."""
+
+    yunet = "yunet"
+    retinaface = "retinaface"
+
+
+DEFAULT_DETECTOR = Detector(DEFAULTS.detector)
+
+#: Test-time augmentation modes, as in `fervideo.tta`.
+TTA = Enum("TTA", {mode: mode for mode in TTA_MODES}, type=str)
+DEFAULT_TTA = TTA(DEFAULTS.tta)
+
+
+@command()
+def analyze(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Video or image files, or folders of them.", show_default=False)
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder of the Parquet tables.")
+    ] = DEFAULT_OUT,
+    fps: Annotated[
+        float, typer.Option(min=0.001, help="Frames analysed per second of video.")
+    ] = DEFAULTS.fps,
+    every_frame: Annotated[bool, typer.Option(help="Analyse every frame (ignores --fps).")] = False,
+    model: Annotated[
+        str, typer.Option(help="Bundled model name (see `fervideo models`), 'default', or a .keras file.")
+    ] = str(DEFAULTS.model),
+    detector: Annotated[Detector, typer.Option(help="Face detector.")] = DEFAULT_DETECTOR,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Face crops per classifier call.")
+    ] = DEFAULTS.batch_size,
+    tta: Annotated[
+        TTA,
+        typer.Option(help="Test-time augmentation: flip (2x classifier time) or crops (10x)."),
+    ] = DEFAULT_TTA,
+    overwrite: Annotated[bool, typer.Option(help="Redo videos already finished in --out.")] = False,
+    retinaface_weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="retinaface.onnx for --detector retinaface "
+            "(default: .deepface/weights/retinaface.onnx under $DEEPFACE_HOME, else under ~)."
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+) -> None:
+    """Find faces and classify their expressions; write the tables under --out.
+
+    Tables: faces (per face per frame), timeline (per second), tracks (per person), summary.
+
+    Videos finished by an earlier run with the same settings are skipped; one finished with
+    other settings (model, detector, fps, TTA) fails until you pass --overwrite or choose
+    another --out. Exits with 1 if any input failed.
+    """
+    config = AnalyzeConfig(
+        model=model,
+        detector=detector.value,
+        fps=None if every_frame else fps,
+        batch_size=batch_size,
+        tta=tta.value,
+        retinaface_weights=retinaface_weights,
+    )
+    quiet_native_logs()
+    from tqdm import tqdm
+
+    from fervideo import pipeline
+
+    paths = pipeline.expand_inputs(inputs)
+    overall = tqdm(total=len(paths), unit="video", desc="overall", disable=quiet, dynamic_ncols=True)
+    bars: dict[Path, tqdm] = {}
+
+    def on_progress(path: Path, done: int, total: int) -> None:
+        if path not in bars:
+            bars[path] = tqdm(
+                total=total, unit="frame", desc=path.name, leave=False, disable=quiet, dynamic_ncols=True
+            )
+        bar = bars[path]
+        bar.total = max(total, done)  # the last call gives the true count
+        bar.update(done - bar.n)
+
+    def on_result(result: VideoResult) -> None:
+        if result.path in bars:
+            bars.pop(result.path).close()
+        overall.update()
+        if result.status == "failed":
+            tqdm.write(f"error: {result.message}", file=sys.stderr)
+        elif not quiet:
+            tqdm.write(_describe(result))
+
+    with closing(overall):
+        with native_stderr_silenced():  # TensorFlow's start-up chatter ignores every log level
+            analyzer = pipeline.Analyzer(config)
+        results = pipeline.analyze_many(
+            paths, out, overwrite=overwrite, on_progress=on_progress, on_result=on_result, analyzer=analyzer
+        )
+    failed = sum(r.status == "failed" for r in results)
+    if not quiet:
+        counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped")}
+        typer.echo(
+            f"{len(results)} input(s): {counts['done']} analysed, {counts['skipped']} already done, "
+            f"{failed} failed; tables in {out}/"
+        )
+    raise typer.Exit(code=1 if failed else 0)
+
+
+def _describe(result: VideoResult) -> str:
+    if result.status == "skipped":
+        return f"{result.path}: already analysed, skipped (--overwrite to redo)"
+    return (
+        f"{result.path}: {result.frames_analysed} frames analysed, {result.faces} faces, "
+        f"{result.tracks} tracks (video id {result.video})"
+    )
