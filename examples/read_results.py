@@ -3,10 +3,10 @@
     fervideo analyze examples/astronaut.mp4 --out fervideo-out
     python examples/read_results.py fervideo-out
 
-Each table is a folder of Parquet files (one per video) that pandas, Polars, DuckDB and Spark
-read as one table, e.g. in DuckDB:
+`fervideo.read_results` reads every finished video's four tables at once; Polars, DuckDB and
+Spark read the same files with a glob, e.g. in DuckDB:
 
-    SELECT video, emotion, count(*) FROM 'fervideo-out/faces/*.parquet' GROUP BY ALL;
+    SELECT video, emotion, count(*) FROM 'fervideo-out/videos/*/faces.parquet' GROUP BY ALL;
 """
 
 from __future__ import annotations
@@ -14,17 +14,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pyarrow.parquet as pq
 
+from fervideo import read_results
 from fervideo.config import DEFAULT_OUT
 from fervideo.core import EMOTIONS
 
 
 def main(out: Path) -> None:
-    summary = pd.read_parquet(out / "summary")
-    faces = pd.read_parquet(out / "faces")
-    timeline = pd.read_parquet(out / "timeline")
+    faces, timeline, _, summary = read_results(out)
 
     print("Videos:")
     columns = ["video", "duration", "frames_analysed", "faces", "tracks", "emotion"]
@@ -40,8 +38,8 @@ def main(out: Path) -> None:
     print("\nSeconds without any face:")
     print(timeline[timeline["faces"] == 0].groupby("video")["second"].apply(list).to_string())
 
-    first = next((out / "faces").glob("*.parquet"))
-    print(f"\nHow {first.name} was made (Parquet key-value metadata):")
+    first = next((out / "videos").glob("*/faces.parquet"))
+    print(f"\nHow {first.parent.name} was made (Parquet key-value metadata):")
     for key, value in pq.read_schema(first).metadata.items():
         if key.startswith(b"fervideo."):
             print(f"  {key.decode()}: {value.decode()}")

@@ -6,6 +6,7 @@ Example:
     >>> faces[["timestamp", "track", "emotion"]].head()
     >>> timeline.plot(x="second", y=["happy", "neutral"])
     >>> results = fervideo.analyze_many(["clips/"], "fervideo-out")  # one bad file stops nothing
+    >>> faces, timeline, tracks, summary = fervideo.read_results("fervideo-out")  # every video
 
 `import fervideo` is instant: the public names below load their modules (and TensorFlow,
 OpenCV, Arrow) on first use.
@@ -43,6 +44,7 @@ _EXPORTS = {
     "IoUTracker": "fervideo.track",
     "Tables": "fervideo.tables",
     "ResultStore": "fervideo.store",
+    "read_results": "fervideo.store",
     "list_models": "fervideo.catalog",
     "resolve_model": "fervideo.catalog",
 }
@@ -59,7 +61,7 @@ if TYPE_CHECKING:
     from fervideo.detect import DETECTORS, FaceDetector, get_detector
     from fervideo.errors import FervideoError
     from fervideo.pipeline import Analyzer, VideoResult, analyze, analyze_many, expand_inputs
-    from fervideo.store import ResultStore
+    from fervideo.store import ResultStore, read_results
     from fervideo.tables import Tables
     from fervideo.track import IoUTracker
 

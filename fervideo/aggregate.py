@@ -57,7 +57,6 @@ class Aggregates:
         self.track_last = np.zeros(0, np.float64)
         self.track_probs = np.zeros((0, len(EMOTIONS)), np.float64)
         self.frames_analysed = 0
-        self.last_timestamp = 0.0
 
     @property
     def n_faces(self) -> int:
@@ -75,7 +74,6 @@ class Aggregates:
         self._grow_seconds(seconds.max() + 1)
         np.add.at(self.second_frames, seconds, 1)
         self.frames_analysed += len(seconds)
-        self.last_timestamp = max(self.last_timestamp, float(np.max(timestamps)))
 
     def add_faces(self, faces: Faces, timestamps: np.ndarray) -> None:
         """Add classified, tracked faces; `timestamps` (n,) are their frames' times."""
@@ -156,6 +154,8 @@ class Aggregates:
             "height": [meta.height],
             "codec": [meta.codec],
             "frames": [meta.frames],
+            "frames_decoded": [meta.frames_decoded],
+            "complete": [meta.complete],
             "frames_analysed": [self.frames_analysed],
             "faces": [n_faces],
             "tracks": [self.n_tracks],

@@ -12,6 +12,7 @@ from fervideo.catalog import ModelInfo, resolve_model
 from fervideo.config import CROP_SIZE, AnalyzeConfig
 from fervideo.core import EMOTIONS
 from fervideo.errors import FervideoError
+from fervideo.quiet import native_stderr_silenced, quiet_native_logs
 from fervideo.tta import TTA_MODES, tta_views
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class ExpressionClassifier:
             )
         self.batch_size = batch_size
         self.tta = tta
-        self._model = _load(self.info.path)
+        self._model = _load(self.info)
 
     @property
     def keras_model(self):
@@ -93,21 +94,57 @@ class ExpressionClassifier:
         return np.concatenate(parts)
 
 
-def _load(path: Path):
-    import keras  # heavy: imported only when a classifier is built
-
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except (ValueError, OSError, TypeError, zipfile.BadZipFile) as err:
-        raise FervideoError(f"cannot load the Keras model {path}: {err}") from None
+def _load(info: ModelInfo):
+    """The Keras model of `info`; a linked ensemble's members are loaded and averaged."""
+    quiet_native_logs()
+    with native_stderr_silenced():  # TensorFlow's start-up lines ignore every log level
+        import tensorflow as tf  # heavy: imported only when a classifier is built
+    if info.linked_members:
+        model = average_models([_load_member(info, member) for member in info.linked_members], info.name)
+    else:
+        model = _load_file(info.path)
     expected_in, expected_out = (None, CROP_SIZE, CROP_SIZE, 1), (None, len(EMOTIONS))
     if tuple(model.input_shape) != expected_in or tuple(model.output_shape) != expected_out:
         raise FervideoError(
-            f"model {path} maps {model.input_shape} to {model.output_shape}, but fervideo "
+            f"model {info.path} maps {model.input_shape} to {model.output_shape}, but fervideo "
             f"needs {expected_in} grayscale crops to {expected_out} probabilities."
         )
-    import tensorflow as tf
-
     gpus = tf.config.list_physical_devices("GPU")
-    log.info("loaded %s; running on %s", path, f"{len(gpus)} GPU(s)" if gpus else "the CPU")
+    log.info("loaded %s; running on %s", info.path, f"{len(gpus)} GPU(s)" if gpus else "the CPU")
     return model
+
+
+def _load_file(path: Path):
+    import keras
+
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise FervideoError(
+            f"{path} is not a Keras model file: a .keras file is a zip archive, and this one is not."
+        )
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as err:  # Keras raises anything from KeyError to ValueError for a bad file
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise FervideoError(f"cannot load the Keras model {path}: {reason}") from None
+
+
+def _load_member(ensemble: ModelInfo, member: dict[str, str]):
+    info = resolve_model(member["model"])
+    if info.sha256() != member["sha256"]:
+        raise FervideoError(
+            f"model {ensemble.name} averages {member['model']} with sha256 {member['sha256'][:12]}, "
+            f"but {info.path} has another ({info.sha256()[:12]})."
+        )
+    return _load(info)
+
+
+def average_models(models: list, name: str):
+    """One Keras model whose output is the mean of `models`' probabilities: one forward pass
+    runs them all."""
+    import keras
+
+    inputs = keras.Input((CROP_SIZE, CROP_SIZE, 1), name="pixels")
+    for index, model in enumerate(models, start=1):
+        model.name = f"member{index}"  # members often share their architecture's name
+    outputs = keras.layers.Average(name="mean_probs")([model(inputs) for model in models])
+    return keras.Model(inputs, outputs, name=name)

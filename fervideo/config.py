@@ -13,6 +13,8 @@ from fervideo.errors import SettingError
 
 #: Name of the bundled model `analyze` uses when `--model` is not given.
 DEFAULT_MODEL = "resvgg_ensemble"
+#: Architectures `fervideo train --model` builds (`fervideo.training.architectures`' registry).
+TRAINABLE = ("custom_cnn", "resnet", "resnet_imagenet", "resvgg", "resvgg_deep")
 #: Output folder of `analyze` when `--out` is not given.
 DEFAULT_OUT = Path("fervideo-out")
 #: Test-time augmentation modes (see `fervideo.tta`, which re-exports this).

@@ -7,6 +7,7 @@ same pipeline. Decoding is streamed: one frame is held at a time, whatever the v
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +17,11 @@ import numpy as np
 
 from fervideo.config import IMAGE_SUFFIXES
 from fervideo.errors import FervideoError
+from fervideo.quiet import quiet_native_logs
 
-#: A video that decodes fewer than this share of the frames its container announces is
-#: reported as truncated, unless its last frame reaches the container's end (see `_truncated`).
-_MIN_DECODED_SHARE = 0.98
+#: A video whose last decoded frame ends more than this many frame intervals before the end
+#: its container announces is incomplete (see `_complete`).
+_END_TOLERANCE_FRAMES = 2.5
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,29 @@ class VideoInfo:
 
 
 @dataclass(frozen=True)
+class DecodeEnd:
+    """How decoding a video ended: the value of `read_frames`' `StopIteration`.
+
+    Attributes:
+        frames: frames decoded, sampled or not.
+        complete: decoding reached the end the container announces.
+        last_time_s: timestamp of the last decoded frame.
+    """
+
+    frames: int
+    complete: bool
+    last_time_s: float
+
+    def describe(self, info: VideoInfo) -> str:
+        """One sentence on an incomplete video, for a warning line."""
+        return (
+            f"{info.path} is truncated or damaged: decoding stopped at {self.last_time_s:.2f} s of "
+            f"{info.duration_s:.2f} s ({self.frames} of {info.frame_count} frames); its tables "
+            "cover the frames that decoded"
+        )
+
+
+@dataclass(frozen=True)
 class Frame:
     """One decoded frame.
 
@@ -77,9 +102,7 @@ def probe(path: str | Path) -> VideoInfo:
     """
     path = _existing_file(path)
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        image = _read_image(path)
-        height, width = image.shape[:2]
-        return VideoInfo(path, 0.0, 0.0, 1, width, height, _image_format(path), is_still=True)
+        return _still(path, _read_image(path))
     capture = _open(path)
     try:
         ok, first = capture.read()
@@ -92,6 +115,8 @@ def probe(path: str | Path) -> VideoInfo:
         capture.release()
     fps = fps if math.isfinite(fps) and fps > 0 else 0.0
     frame_count = max(frame_count, 0)  # raw streams report nonsense
+    if frame_count <= 1 and (image := cv2.imread(str(path), cv2.IMREAD_COLOR)) is not None:
+        return _still(path, image)  # an image file named like a video: FFmpeg calls it 25 fps
     return VideoInfo(
         path=path,
         duration_s=frame_count / fps if fps else 0.0,
@@ -103,7 +128,7 @@ def probe(path: str | Path) -> VideoInfo:
     )
 
 
-def read_frames(info: VideoInfo, fps: float | None = None) -> Generator[Frame, None, int]:
+def read_frames(info: VideoInfo, fps: float | None = None) -> Generator[Frame, None, DecodeEnd]:
     """Stream the frames of a probed video, optionally sampled to about `fps` per second.
 
     Sampling keeps the first frame of every 1/fps-second slot of container time, so it follows
@@ -119,15 +144,13 @@ def read_frames(info: VideoInfo, fps: float | None = None) -> Generator[Frame, N
         `Frame`s in presentation order.
 
     Returns:
-        The number of frames decoded (sampled or not), as the value of the generator's
-        `StopIteration`.
-
-    Raises:
-        FervideoError: the video stops decoding before the end its container announces.
+        How decoding ended (frames decoded, whether the video was complete), as the value of
+        the generator's `StopIteration`: a video that stops decoding before the end its
+        container announces is not an error, its frames up to there are yielded.
     """
     if info.is_still:
         yield Frame(0, 0.0, _read_image(info.path))
-        return 1
+        return DecodeEnd(1, True, 0.0)
     capture = _open(info.path)
     index = -1
     last_slot = -1
@@ -151,38 +174,43 @@ def read_frames(info: VideoInfo, fps: float | None = None) -> Generator[Frame, N
     finally:
         capture.release()
     decoded = index + 1
-    if _truncated(info, decoded, last_time_s):
-        raise FervideoError(
-            f"{info.path} is truncated or corrupt: decoding stopped after {decoded} of "
-            f"{info.frame_count} frames."
-        )
-    return decoded
+    last_time_s = max(last_time_s, 0.0)
+    return DecodeEnd(decoded, _complete(info, decoded, last_time_s), last_time_s)
 
 
-def _truncated(info: VideoInfo, decoded: int, last_time_s: float) -> bool:
-    """Decoding stopped early: fewer frames than the container announces, and (when the
-    container gives a duration) the last frame more than max(2 frames, 0.5 s) before its end.
-
-    The frame count alone is not enough: Matroska's and WebM's are estimates, too high for a
-    variable-frame-rate video.
-    """
-    if decoded >= info.frame_count * _MIN_DECODED_SHARE:
-        return False
-    if not info.duration_s:
+def _complete(info: VideoInfo, decoded: int, last_time_s: float) -> bool:
+    """Decoding reached the container's end: every frame it announces, or (its count is an
+    estimate for Matroska and WebM, too high for a variable frame rate) a last frame within
+    2.5 frame intervals of the duration it announces."""
+    if decoded >= info.frame_count:
         return True
-    return last_time_s < info.duration_s - max(2 / info.fps, 0.5)
+    if not info.duration_s:
+        return False
+    return last_time_s + _END_TOLERANCE_FRAMES / info.fps >= info.duration_s
 
 
 def _existing_file(path: str | Path) -> Path:
     path = Path(path)
-    if not path.exists():
-        raise FervideoError(f"{path} does not exist.")
+    try:
+        path.stat()
+    except FileNotFoundError:
+        raise FervideoError(f"{path} does not exist.") from None
+    except OSError as err:  # a symbolic link loop, say
+        raise FervideoError(f"{path} cannot be read: {os.strerror(err.errno)}.") from None
     if not path.is_file():
         raise FervideoError(f"{path} is not a file.")
+    if not os.access(path, os.R_OK):
+        raise FervideoError(f"{path} cannot be read: permission denied.")
     return path
 
 
+def _still(path: Path, image: np.ndarray) -> VideoInfo:
+    height, width = image.shape[:2]
+    return VideoInfo(path, 0.0, 0.0, 1, width, height, _image_format(path), is_still=True)
+
+
 def _open(path: Path) -> cv2.VideoCapture:
+    quiet_native_logs()
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         capture.release()
@@ -197,7 +225,24 @@ def _read_image(path: Path) -> np.ndarray:
     return image
 
 
+#: File signatures of the image formats OpenCV reads, by their first bytes.
+_IMAGE_SIGNATURES = {
+    b"\xff\xd8\xff": "jpeg",
+    b"\x89PNG": "png",
+    b"BM": "bmp",
+    b"II*\x00": "tiff",
+    b"MM\x00*": "tiff",
+    b"RIFF": "webp",
+}
+
+
 def _image_format(path: Path) -> str:
+    """The image's format by its first bytes (a file may be named like another format)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    for signature, name in _IMAGE_SIGNATURES.items():
+        if head.startswith(signature):
+            return name
     suffix = path.suffix.lower().lstrip(".")
     return {"jpg": "jpeg", "tif": "tiff"}.get(suffix, suffix)
 

@@ -8,15 +8,16 @@ to the faces table. Memory therefore stays constant however long the video is.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from fervideo.classify import ExpressionClassifier
 from fervideo.config import IMAGE_SUFFIXES, VIDEO_SUFFIXES, AnalyzeConfig
 from fervideo.core import EMOTIONS, Faces
 from fervideo.crop import crop_faces
-from fervideo.decode import VideoInfo, probe, read_frames
+from fervideo.decode import DecodeEnd, VideoInfo, probe, read_frames
 from fervideo.detect import FaceDetector, get_detector
 from fervideo.errors import FervideoError
 from fervideo.store import ResultStore, video_id
@@ -34,6 +35,8 @@ from fervideo.tables import RunInfo, Tables, VideoMeta
 from fervideo.track import IoUTracker
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: Called with (frames decoded so far, frames in the video) as a video is analysed; the last
 #: call, when decoding is over, is (n, n) with the n frames actually decoded (the container's
@@ -48,22 +51,26 @@ class VideoResult:
     Attributes:
         path: the input file.
         status: "done" (analysed now), "skipped" (finished by an earlier run with the same
-            settings) or "failed".
+            settings, or by another process during this one), "failed", or "busy" (another
+            live process is analysing it into the same folder; only from `Analyzer.run` with
+            `wait=False`).
         video: its id in the tables (None if the input is not a file).
-        message: why it failed.
+        message: why it failed, or (when done) a warning: the video was incomplete.
         frames_analysed: sampled frames analysed (0 unless done).
         faces: faces found.
         tracks: tracks found.
+        complete: the video decoded to the end its container announces.
         seconds: wall time per stage (decode, detect, crop, classify, track, write).
     """
 
     path: Path
-    status: Literal["done", "skipped", "failed"]
+    status: Literal["done", "skipped", "failed", "busy"]
     video: str | None = None
     message: str = ""
     frames_analysed: int = 0
     faces: int = 0
     tracks: int = 0
+    complete: bool = True
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -125,70 +132,93 @@ class Analyzer:
         out_dir: str | Path,
         overwrite: bool = False,
         on_progress: ProgressCallback | None = None,
+        wait: bool = True,
     ) -> VideoResult:
-        """Analyse one video or image and write its four tables under `out_dir`.
+        """Analyse one video or image and publish its four tables under `out_dir`.
 
         A video whose tables are already complete is skipped unless `overwrite`, if it was
-        analysed with this run's settings (model file, detector, sampling and TTA).
+        analysed with this run's settings (model file, detector, sampling and TTA). Only one
+        process writes a video at a time (see `fervideo.store`): if another holds it, this
+        waits for it, or with `wait=False` returns at once with status "busy".
+
+        A video that stops decoding early is analysed up to there: status "done",
+        `complete` False and a warning in `message` (its summary says so too).
 
         Raises:
-            FervideoError: the input is missing, not a video, or corrupt; its finished tables
-                were made with other settings; or they cannot be written. Nothing of it is
-                left behind then, and an earlier result of it is kept (unless moving the new
-                files into place is what failed).
+            FervideoError: the input is missing, unreadable, not a video, or corrupt; its
+                finished tables were made with other settings; or they cannot be written.
+                Nothing of it is left behind then, and an earlier result of it is kept.
         """
         path = Path(path)
         if path.is_dir():
+            if not os.access(path, os.R_OK | os.X_OK):
+                raise FervideoError(f"{path} cannot be read: permission denied.")
             raise FervideoError(f"{path} is a folder with no video or image files in it.")
         video = video_id(path)
         store = ResultStore(out_dir)
-        if store.is_done(video) and not overwrite:
-            if changed := self.run_info.differences(store.stored_run(video)):
-                stored = ", ".join(f"{setting} {old}" for setting, old, _ in changed)
-                now = ", ".join(f"{setting} {new}" for setting, _, new in changed)
-                raise FervideoError(
-                    f"{path} was analysed with other settings ({stored}; this run: {now}); "
-                    "pass --overwrite to redo it or choose another --out."
-                )
-            log.info("%s: already analysed as %s, skipped", path, video)
-            return VideoResult(path, "skipped", video)
+        with store.claim(video, wait=wait, source=path) as mine:
+            if not mine:
+                return VideoResult(path, "busy", video)
+            if store.is_done(video) and not overwrite:
+                if changed := self.run_info.differences(store.stored_run(video)):
+                    stored = ", ".join(f"{setting} {old}" for setting, old, _ in changed)
+                    now = ", ".join(f"{setting} {new}" for setting, _, new in changed)
+                    raise FervideoError(
+                        f"{path} was analysed with other settings ({stored}; this run: {now}); "
+                        "pass --overwrite to redo it or choose another --out."
+                    )
+                log.info("%s: already analysed as %s, skipped", path, video)
+                return VideoResult(path, "skipped", video)
+            return self._write(path, video, store, on_progress)
+
+    def _write(
+        self, path: Path, video: str, store: ResultStore, on_progress: ProgressCallback | None
+    ) -> VideoResult:
         info = probe(path)
         clock = StageClock()
         aggregates = Aggregates()
-        with store.writing(video, self.run_info) as pending:
-            for times, faces, timestamps in self._analyse(info, clock, on_progress):
-                with clock("write"):
-                    aggregates.add_frames(times)
-                    aggregates.add_faces(faces, timestamps)
-                    pending.write_faces(faces_batch(video, faces, timestamps))
-            meta = _video_meta(video, info, aggregates.last_timestamp)
+        with store.writing(video, self.run_info, source=path) as pending:
+            analysed = Returning(self._analyse(info, clock, on_progress))
+            with closing(analysed):  # releases the decoder at once if writing fails
+                for times, faces, timestamps in analysed:
+                    with clock("write"):
+                        aggregates.add_frames(times)
+                        aggregates.add_faces(faces, timestamps)
+                        pending.write_faces(faces_batch(video, faces, timestamps))
+            end: DecodeEnd = analysed.value
+            meta = _video_meta(video, info, end)
             pending.commit(
                 aggregates.timeline(video, meta.duration_s),
                 aggregates.tracks(video),
                 aggregates.summary(meta, self.run_info),
             )
+        warning = "" if end.complete else end.describe(info)
         done = VideoResult(
             path,
             "done",
             video,
-            "",
+            warning,
             aggregates.frames_analysed,
             aggregates.n_faces,
             aggregates.n_tracks,
+            end.complete,
             dict(clock),
         )
         log.info(
             "%s: %d frames analysed, %d faces, %d tracks", path, done.frames_analysed, done.faces, done.tracks
         )
+        if warning:
+            log.warning("%s", warning)
         return done
 
     def _analyse(
         self, info: VideoInfo, clock: StageClock, on_progress: ProgressCallback | None
-    ) -> Iterator[tuple[np.ndarray, Faces, np.ndarray]]:
+    ) -> Generator[tuple[np.ndarray, Faces, np.ndarray], None, DecodeEnd]:
         """Per chunk of sampled frames: their timestamps (m,), their faces (n) classified and
-        tracked, and each face's frame timestamp (n,)."""
+        tracked, and each face's frame timestamp (n,). Returns how decoding ended."""
         tracker = IoUTracker(self.config.iou_threshold, self.config.max_track_gap_s)
-        with closing(self._detect(info, clock, on_progress)) as detected:  # releases the capture
+        detected = Returning(self._decode_detect_crop(info, clock, on_progress))
+        with closing(detected):  # releases the capture
             while chunk := list(islice(detected, self.config.chunk_frames)):
                 times = np.array([t for t, _ in chunk], np.float64)
                 counts = [len(f) for _, f in chunk]
@@ -207,19 +237,20 @@ class Analyzer:
                         for a, b, t in zip(bounds[:-1], bounds[1:], times, strict=True)
                     ]
                 yield times, faces.with_(track_id=np.concatenate(ids)), np.repeat(times, counts)
+        return detected.value
 
-    def _detect(
+    def _decode_detect_crop(
         self, info: VideoInfo, clock: StageClock, on_progress: ProgressCallback | None
-    ) -> Iterator[tuple[float, Faces]]:
-        """Decode the sampled frames and yield each one's timestamp and faces with crops."""
-        with closing(read_frames(info, self.config.fps)) as frames:  # releases the capture
+    ) -> Generator[tuple[float, Faces], None, DecodeEnd]:
+        """Decode the sampled frames, find their faces and cut their crops: yields each frame's
+        timestamp and faces (with crops); returns how decoding ended."""
+        frames = Returning(read_frames(info, self.config.fps))
+        with closing(frames):  # releases the capture
             while True:
                 with clock("decode"):
-                    try:
-                        frame = next(frames)
-                    except StopIteration as end:
-                        decoded = end.value
-                        break
+                    frame = next(frames, None)
+                if frame is None:
+                    break
                 with clock("detect"):
                     faces = self.detector.detect(frame.image, frame.index)
                 with clock("crop"):
@@ -227,8 +258,33 @@ class Analyzer:
                 if on_progress:
                     on_progress(frame.index + 1, info.frame_count)
                 yield frame.time_s, faces
+        end: DecodeEnd = frames.value
         if on_progress:  # the last sampled frame is rarely the video's last one
-            on_progress(decoded, decoded)
+            on_progress(end.frames, end.frames)
+        return end
+
+
+class Returning(Iterator[T]):
+    """Iterates a generator and keeps the value it returns (`value`, once it is exhausted)."""
+
+    def __init__(self, generator: Generator[T, None, R]) -> None:
+        self._generator = generator
+        self.value: R | None = None
+        self._done = False
+
+    def __iter__(self) -> Returning[T]:
+        return self
+
+    def __next__(self) -> T:
+        try:
+            return next(self._generator)
+        except StopIteration as stop:
+            if not self._done:  # an exhausted generator raises again, without the value
+                self.value, self._done = stop.value, True
+            raise
+
+    def close(self) -> None:
+        self._generator.close()
 
 
 def _detector_options(config: AnalyzeConfig) -> dict[str, object]:
@@ -238,36 +294,62 @@ def _detector_options(config: AnalyzeConfig) -> dict[str, object]:
     return options
 
 
-def _video_meta(video: str, info: VideoInfo, last_timestamp: float) -> VideoMeta:
+def _video_meta(video: str, info: VideoInfo, end: DecodeEnd) -> VideoMeta:
     return VideoMeta(
         video=video,
         path=str(info.path.resolve()),
-        duration_s=max(info.duration_s, last_timestamp),
+        duration_s=max(info.duration_s, end.last_time_s),
         fps=info.fps,
         width=info.width,
         height=info.height,
         codec=info.codec,
         frames=info.frame_count,
+        frames_decoded=end.frames,
+        complete=end.complete,
     )
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     """Files as given, and folders replaced by the videos and images inside them (recursively,
-    sorted, hidden files skipped). A folder with none stays in the list, to be reported."""
-    media = {*VIDEO_SUFFIXES, *IMAGE_SUFFIXES}
+    sorted, hidden files skipped). A folder with none, and a folder inside that cannot be read,
+    stay in the list, to be reported when they are analysed."""
     paths: list[Path] = []
     for item in map(Path, inputs):
-        found = []
-        if item.is_dir():
-            found = sorted(
-                p
-                for p in item.rglob("*")
-                if p.suffix.lower() in media
-                and p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(item).parts)
-            )
-        paths.extend(found or [item])
+        paths.extend((_media_in(item) if item.is_dir() else []) or [item])
     return list(dict.fromkeys(paths))
+
+
+def _media_in(folder: Path) -> list[Path]:
+    """The videos and images under `folder`, then the subfolders that could not be read."""
+    media = {*VIDEO_SUFFIXES, *IMAGE_SUFFIXES}
+    found: list[Path] = []
+    unreadable: list[Path] = []
+    for parent, subfolders, files in os.walk(
+        folder, onerror=lambda err: unreadable.append(Path(err.filename))
+    ):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        found += [Path(parent, f) for f in files if not f.startswith(".") and Path(f).suffix.lower() in media]
+    return sorted(found) + sorted(p for p in unreadable if p != folder)
+
+
+def analyze_one(
+    analyzer: Analyzer,
+    path: Path,
+    out_dir: str | Path,
+    overwrite: bool = False,
+    on_progress: ProgressCallback | None = None,
+    wait: bool = True,
+) -> VideoResult:
+    """`analyzer.run`, with any failure turned into a "failed" result: one bad input never
+    stops a batch (an unexpected error is logged with its traceback and reported in one line)."""
+    try:
+        return analyzer.run(path, out_dir, overwrite, on_progress, wait)
+    except FervideoError as err:
+        log.warning("%s", err)
+        return VideoResult(path, "failed", message=str(err))
+    except Exception as err:  # a bug or an unforeseen input: fail this input, keep the batch
+        log.exception("%s: unexpected error", path)
+        return VideoResult(path, "failed", message=f"{path}: unexpected error ({type(err).__name__}: {err}).")
 
 
 def analyze_many(
@@ -282,6 +364,10 @@ def analyze_many(
 ) -> list[VideoResult]:
     """Analyse files and folders; a bad input is reported in its result and never stops the rest.
 
+    Another process analysing into the same `out_dir` may hold a video when this one reaches
+    it: that video is put off to the end, then waited for (and "skipped" if the other process
+    finished it with the same settings), so the two processes share the work.
+
     Args:
         inputs: video or image files, or folders of them.
         out_dir: output folder (see `fervideo.store` for the layout).
@@ -292,24 +378,30 @@ def analyze_many(
         analyzer: a ready `Analyzer` to use instead of building one from `config`.
 
     Returns:
-        One result per input file, in order.
+        One result per input file, in the order of the inputs.
 
     Raises:
         FervideoError: the model or the detector cannot be loaded (before any input is read).
     """
     analyzer = analyzer or Analyzer(config)
-    results = []
-    for path in expand_inputs(inputs):
-        progress = (lambda done, total, path=path: on_progress(path, done, total)) if on_progress else None
-        try:
-            result = analyzer.run(path, out_dir, overwrite, progress)
-        except FervideoError as err:
-            log.warning("%s", err)
-            result = VideoResult(path, "failed", message=str(err))
-        results.append(result)
-        if on_result:
-            on_result(result)
-    return results
+    paths = expand_inputs(inputs)
+    results: dict[Path, VideoResult] = {}
+    busy: list[Path] = []
+    for wait, batch in ((False, paths), (True, busy)):
+        for path in list(batch):
+            progress = (
+                (lambda done, total, path=path: on_progress(path, done, total)) if on_progress else None
+            )
+            result = analyze_one(analyzer, path, out_dir, overwrite, progress, wait)
+            if result.status == "busy":
+                busy.append(path)
+                continue
+            results[path] = result
+            if on_result:
+                on_result(result)
+    with suppress(FervideoError):
+        ResultStore(out_dir).sweep()  # what killed runs left in staging
+    return [results[path] for path in paths]
 
 
 def analyze(
@@ -341,6 +433,11 @@ def analyze(
         >>> faces, timeline, tracks, summary = fervideo.analyze("ad.mp4", fps=2)
         >>> faces.groupby("track")["happy"].mean()
     """
+    if Path(path).is_dir():
+        raise FervideoError(
+            f"{path} is a folder: fervideo.analyze takes one video or image; "
+            "use fervideo.analyze_many for folders."
+        )
     config = replace(config or AnalyzeConfig(), **options)
     analyzer = Analyzer(config)
     if out_dir is None:

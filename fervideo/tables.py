@@ -69,6 +69,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("height", pa.int64(), nullable=False),
             pa.field("codec", pa.string(), nullable=False),
             pa.field("frames", pa.int64(), nullable=False),
+            pa.field("frames_decoded", pa.int64(), nullable=False),
+            pa.field("complete", pa.bool_(), nullable=False),
             pa.field("frames_analysed", pa.int64(), nullable=False),
             pa.field("faces", pa.int64(), nullable=False),
             pa.field("tracks", pa.int64(), nullable=False),
@@ -177,7 +179,9 @@ class VideoMeta:
         width: frame width in pixels.
         height: frame height in pixels.
         codec: codec FourCC or image format.
-        frames: frames decoded from the source.
+        frames: frames the container announces.
+        frames_decoded: frames decoded from the source.
+        complete: decoding reached the end the container announces.
     """
 
     video: str
@@ -188,6 +192,8 @@ class VideoMeta:
     height: int
     codec: str
     frames: int
+    frames_decoded: int
+    complete: bool
 
 
 def read_tables(paths: Mapping[str, Path | list[Path]]) -> Tables:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ from fervideo.core import EMOTIONS
 from fervideo.testing import save_tiny_model
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The user's own models folder (~/.fervideo/models) must not leak into the tests, nor the tests
+# into it: every test, and every process a test starts, gets an empty one.
+os.environ["FERVIDEO_HOME"] = tempfile.mkdtemp(prefix="fervideo-home-")
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_VIDEO = REPO / "examples" / "astronaut.mp4"

@@ -1,5 +1,7 @@
 import json
 
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -59,10 +61,12 @@ def test_bundled_model_resolves_by_name(bundled):
     assert classifier.info.path == bundled / DEFAULT_MODEL / "model.keras"
 
 
-def test_unknown_name_lists_the_bundled_models(bundled):
-    with pytest.raises(
-        FervideoError, match=rf"no bundled model named 'resnet'; bundled models are: {DEFAULT_MODEL}"
-    ):
+def test_unknown_name_lists_the_models_and_says_how_to_get_it(bundled):
+    with pytest.raises(FervideoError, match=rf"no model named 'nothing'; .* Models here: {DEFAULT_MODEL}\."):
+        ExpressionClassifier("nothing")
+    with pytest.raises(FervideoError, match=r"fervideo train --model resnet_imagenet .*--imagenet-weights FILE"):
+        ExpressionClassifier("resnet_imagenet")
+    with pytest.raises(FervideoError, match=r"pip install \./models"):
         ExpressionClassifier("resnet")
 
 
@@ -71,8 +75,14 @@ def test_missing_and_corrupt_files(tmp_path):
         ExpressionClassifier(tmp_path / "none.keras")
     broken = tmp_path / "broken.keras"
     broken.write_bytes(b"not a zip")
-    with pytest.raises(FervideoError, match="cannot load the Keras model"):
+    with pytest.raises(FervideoError, match=r"broken.keras is not a Keras model file: .* zip archive"):
         ExpressionClassifier(broken)
+    other_zip = tmp_path / "other.keras"
+    with zipfile.ZipFile(other_zip, "w") as archive:
+        archive.writestr("readme.txt", "a zip, but not a Keras model")
+    with pytest.raises(FervideoError, match=r"^cannot load the Keras model .*other.keras: ") as error:
+        ExpressionClassifier(other_zip)
+    assert "\n" not in str(error.value)
 
 
 def save(model, path):

@@ -137,7 +137,8 @@ def test_output_problems_are_error_lines_not_tracebacks(tmp_path, classifier, mo
     not_a_folder.write_text("")
     result = runner.invoke(app, ["analyze", *videos, "--out", str(not_a_folder), "--quiet"])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # not an OSError
-    assert result.stderr == f"error: cannot write {not_a_folder / 'faces'}: Not a directory.\n" * 2
+    locks = not_a_folder / ".fervideo" / "locks"
+    assert result.stderr == "".join(f"error: {v}: cannot write {locks}: Not a directory.\n" for v in videos)
 
     out = tmp_path / "out"
     assert runner.invoke(app, ["analyze", *videos, "--out", str(out)]).exit_code == 0
@@ -174,12 +175,12 @@ def test_end_to_end_with_bad_inputs_then_resume(tmp_path, tiny_model, example_vi
     errors = [line for line in first.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 2
     assert "broken.mp4 is not a video" in errors[0] and "missing.mov does not exist" in errors[1]
-    assert "ad.mp4: 20 frames analysed, 20 faces, 1 tracks" in first.stdout
+    assert "ad.mp4: 20 frames analysed, 20 faces, 1 track (video id" in first.stdout
     assert "grey.mp4: 3 frames analysed, 0 faces, 0 tracks" in first.stdout  # 0.5 s at 5 fps
     assert (
-        first.stdout.splitlines()[-1] == f"4 input(s): 2 analysed, 0 already done, 2 failed; tables in {out}/"
+        first.stdout.splitlines()[-1] == f"4 inputs: 2 analysed, 0 already done, 2 failed; tables in {out}/"
     )
-    assert len(list((out / "summary").glob("*.parquet"))) == 2
+    assert len(list((out / "videos").glob("*/summary.parquet"))) == 2
 
     again = runner.invoke(app, [*args[:2], *args[3:], "--quiet"])  # only the folder, quietly
     assert again.exit_code == 1 and again.stdout == ""

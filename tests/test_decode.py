@@ -111,34 +111,53 @@ def test_a_video_cut_before_its_index_does_not_open(tmp_path):
         probe(cut)
 
 
-def test_a_truncated_video_fails_after_its_last_decodable_frame(tmp_path):
-    data = write_vfr_video(tmp_path / "clip.mp4", range(0, 4000, 40), faststart=True).read_bytes()
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(data[: len(data) // 2])
-    info = probe(cut)  # the index is intact: it announces all 100 frames
-    assert info.frame_count == 100
+def _decode(info):
+    """Every frame and how decoding ended."""
     frames = read_frames(info)
     decoded = []
-    with pytest.raises(
-        FervideoError, match=r"truncated or corrupt: decoding stopped after \d+ of 100 frames"
-    ):
-        for frame in frames:
-            decoded.append(frame.index)
-    assert 0 < len(decoded) < 100
+    with pytest.raises(StopIteration) as end:
+        while True:
+            decoded.append(next(frames))
+    return decoded, end.value.value
+
+
+@pytest.mark.parametrize("share", [0.5, 0.97])
+def test_a_truncated_mp4_is_decoded_up_to_its_cut_and_reported_incomplete(tmp_path, share):
+    """The index is at the front (faststart), so the cut file opens and announces every frame;
+    a cut at 97% of the bytes loses the last ~0.1 s."""
+    data = write_vfr_video(tmp_path / "clip.mp4", range(0, 4000, 40), faststart=True).read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * share)])
+    info = probe(cut)
+    assert info.frame_count == 100
+    decoded, end = _decode(info)
+    assert 0 < len(decoded) == end.frames < 100 and not end.complete
+    assert end.last_time_s == decoded[-1].time_s
+    assert "is truncated or damaged: decoding stopped at" in end.describe(info)
 
 
 def test_a_variable_frame_rate_webm_whose_frame_count_is_an_estimate_is_complete(tmp_path):
     info = probe(write_vfr_video(tmp_path / "vfr.webm", VFR_MS))
     assert info.frame_count > 2 * len(VFR_MS)  # duration x nominal rate: Matroska has no count
-    assert [round(f.time_s * 1000) for f in read_frames(info)] == VFR_MS  # and no error at the end
+    decoded, end = _decode(info)
+    assert [round(f.time_s * 1000) for f in decoded] == VFR_MS and end.complete
 
 
-def test_a_truncated_webm_still_fails(tmp_path):
+@pytest.mark.parametrize("share", [0.5, 0.9])
+def test_a_truncated_webm_is_reported_incomplete(tmp_path, share):
     data = write_vfr_video(tmp_path / "clip.webm", range(0, 4000, 40)).read_bytes()
     cut = tmp_path / "cut.webm"
-    cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(FervideoError, match="truncated or corrupt"):
-        list(read_frames(probe(cut)))
+    cut.write_bytes(data[: int(len(data) * share)])
+    decoded, end = _decode(probe(cut))
+    assert len(decoded) < 100 and not end.complete
+
+
+def test_complete_videos_are_complete(tmp_path):
+    for path in (
+        write_video(tmp_path / "clip.mp4", 12),
+        write_vfr_video(tmp_path / "clip.webm", range(0, 400, 40)),
+    ):
+        assert _decode(probe(path))[1].complete, path
 
 
 def test_read_frames_returns_the_number_of_frames_decoded(tmp_path):
@@ -146,7 +165,24 @@ def test_read_frames_returns_the_number_of_frames_decoded(tmp_path):
     with pytest.raises(StopIteration) as end:
         while True:
             next(frames)
-    assert end.value.value == 12
+    assert end.value.value.frames == 12
+
+
+def test_an_image_named_like_a_video_is_a_still(tmp_path):
+    """FFmpeg opens a JPEG called .mp4 as a 25 fps stream of 0 or 1 frames."""
+    path = tmp_path / "photo.mp4"
+    image = np.random.default_rng(0).integers(0, 256, (40, 60, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / "photo.jpg"), image)
+    (tmp_path / "photo.jpg").rename(path)
+    info = probe(path)
+    assert (info.is_still, info.fps, info.frame_count, info.codec, info.width) == (True, 0.0, 1, "jpeg", 60)
+
+
+def test_a_symlink_loop_is_one_clear_error(tmp_path):
+    (tmp_path / "a.mp4").symlink_to(tmp_path / "b.mp4")
+    (tmp_path / "b.mp4").symlink_to(tmp_path / "a.mp4")
+    with pytest.raises(FervideoError, match=r"a.mp4 cannot be read: Too many levels of symbolic links"):
+        probe(tmp_path / "a.mp4")
 
 
 def test_real_clip_timestamps_increase_and_match_the_container(media):

@@ -20,14 +20,18 @@ from fervideo.core import EMOTIONS
 from fervideo.crop import crop_faces
 from fervideo.errors import FervideoError
 from fervideo.pipeline import Analyzer, analyze, analyze_many, expand_inputs
-from fervideo.store import ResultStore, video_id
+from fervideo.store import ResultStore, read_results, video_id
 from fervideo.tables import TABLES
 from tests.conftest import REPO
 from tests.helpers import FakeDetector, container_times, write_fake_retinaface, write_vfr_video, write_video
 
 
 def parquet_files(out):
-    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    """Every file under `out` but the writer locks (hidden, tiny and kept on purpose)."""
+    locks = out / ".fervideo" / "locks"
+    return sorted(
+        p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and locks not in p.parents
+    )
 
 
 @pytest.fixture
@@ -48,18 +52,19 @@ def test_one_video_gives_four_tables_in_one_file_each(tmp_path, fake_analyzer):
         10,
         1,
     )
-    assert parquet_files(out) == [f"{t}/{vid}.parquet" for t in sorted(TABLES)]
-    faces = pd.read_parquet(out / "faces")
+    assert parquet_files(out) == [f"videos/{vid}/{t}.parquet" for t in sorted(TABLES)]
+    faces = read_results(out).faces
     assert faces["frame"].tolist() == list(range(0, 20, 2))
     np.testing.assert_allclose(faces["timestamp"], np.arange(0, 2, 0.2), atol=1e-6)
     assert (faces["track"] == 0).all() and (faces["video"] == vid).all()
     assert faces[["x", "y", "w", "h"]].iloc[0].tolist() == [10, 8, 30, 30]
     np.testing.assert_allclose(faces[list(EMOTIONS)].sum(axis=1), 1, atol=1e-5)
-    metadata = pq.read_schema(out / "faces" / f"{vid}.parquet").metadata
+    metadata = pq.read_schema(out / "videos" / vid / "faces.parquet").metadata
     assert metadata[b"fervideo.model"] == b"tiny" and metadata[b"fervideo.sampling"] == b"5 fps"
     assert metadata[b"fervideo.tta"] == b"none"
-    summary = pd.read_parquet(out / "summary").iloc[0]
+    summary = read_results(out).summary.iloc[0]
     assert (summary["frames"], summary["frames_analysed"], summary["faces"]) == (20, 10, 10)
+    assert (summary["frames_decoded"], summary["complete"]) == (20, True)
     assert summary["duration"] == pytest.approx(2.0)
 
 
@@ -134,7 +139,7 @@ def test_finished_videos_are_skipped_unless_overwrite(tmp_path, fake_analyzer):
     video = write_video(tmp_path / "clip.mp4", 10)
     out = tmp_path / "out"
     fake_analyzer.run(video, out)
-    summary = out / "summary" / f"{video_id(video)}.parquet"
+    summary = out / "videos" / video_id(video) / "summary.parquet"
     before = summary.stat().st_mtime_ns
     assert fake_analyzer.run(video, out).status == "skipped"
     assert summary.stat().st_mtime_ns == before
@@ -183,7 +188,7 @@ def test_a_finished_video_made_with_other_settings_fails_instead_of_being_skippe
     assert {p: p.stat().st_mtime_ns for p in before} == before  # untouched
     assert fake_analyzer.run(video, out).status == "skipped"  # the same settings
     assert every_frame.run(video, out, overwrite=True).status == "done"
-    assert pd.read_parquet(out / "summary")["sample_fps"].isna().all()
+    assert read_results(out).summary["sample_fps"].isna().all()
 
 
 def test_an_output_folder_that_cannot_be_written_fails_each_input_in_one_line(tmp_path, fake_analyzer):
@@ -192,7 +197,7 @@ def test_an_output_folder_that_cannot_be_written_fails_each_input_in_one_line(tm
     out.write_text("a file, not a folder")
     results = analyze_many(videos, out, analyzer=fake_analyzer)
     assert [r.status for r in results] == ["failed", "failed"]
-    assert results[0].message == f"cannot write {out / 'faces'}: Not a directory."
+    assert results[0].message == f"{videos[0]}: cannot write {out / '.fervideo' / 'locks'}: Not a directory."
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
@@ -207,10 +212,8 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_behind(tmp_path, fake_analyz
     out = tmp_path / "out"
     with pytest.raises(FervideoError) as error:
         fake_analyzer.run(video, out)
-    assert (
-        str(error.value)
-        == f"cannot write {out / 'faces' / video_id(video)}.parquet: No space left on device."
-    )
+    faces = out / "videos" / video_id(video) / "faces.parquet"
+    assert str(error.value) == f"{video}: cannot write {faces}: No space left on device."
     assert parquet_files(out) == []
 
 
@@ -218,14 +221,13 @@ def test_a_failed_rename_is_one_line_and_leaves_no_temporary_files(tmp_path, fak
     def full(source, target):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "replace", full)
+    monkeypatch.setattr(os, "rename", full)
     video = write_video(tmp_path / "clip.mp4", 5)
     out = tmp_path / "out"
     results = analyze_many([video], out, analyzer=fake_analyzer)
     assert results[0].status == "failed"
-    assert (
-        results[0].message
-        == f"cannot write {out / 'faces' / video_id(video)}.parquet: No space left on device."
+    assert results[0].message == (
+        f"{video}: cannot write {out / 'videos' / video_id(video)}: No space left on device."
     )
     assert parquet_files(out) == []
 
@@ -319,11 +321,17 @@ def test_bad_inputs_are_reported_and_never_stop_the_batch(tmp_path, classifier, 
     analyzer = Analyzer(AnalyzeConfig(), classifier=classifier)
     results = analyze_many(inputs, tmp_path / "out", on_result=seen.append, analyzer=analyzer)
     assert seen == results
-    assert [r.status for r in results] == ["failed"] * 4 + ["done"] * 2
+    assert [r.status for r in results] == ["failed", "failed", "done", "failed", "done", "done"]
+    assert [r.complete for r in results] == [True, True, False, True, True, True]
     messages = [r.message for r in results[:4]]
     for message, expected in zip(
         messages,
-        ["does not exist", "not a video", "truncated or corrupt", "folder with no video"],
+        [
+            "does not exist",
+            "not a video",
+            "is truncated or damaged: decoding stopped at",
+            "folder with no video",
+        ],
         strict=True,
     ):
         assert expected in message and "\n" not in message
@@ -331,8 +339,10 @@ def test_bad_inputs_are_reported_and_never_stop_the_batch(tmp_path, classifier, 
     grey = store.read(video_id(no_faces))
     assert len(grey.faces) == 0 and grey.summary["faces"].tolist() == [0]
     assert store.read(video_id(good)).summary["faces"].item() == 20  # 4 s at 5 fps, one face each
+    cut = store.read(video_id(truncated)).summary.iloc[0]  # what decoded, flagged incomplete
+    assert not cut["complete"] and cut["frames_decoded"] < cut["frames"] == 100
     assert parquet_files(tmp_path / "out") == sorted(
-        f"{t}/{video_id(p)}.parquet" for t in TABLES for p in (no_faces, good)
+        f"videos/{video_id(p)}/{t}.parquet" for t in TABLES for p in (no_faces, good, truncated)
     )
 
 
@@ -340,9 +350,9 @@ def test_same_file_names_in_different_folders_do_not_collide(tmp_path, fake_anal
     first = write_video((tmp_path / "a").mkdir() or tmp_path / "a" / "clip.mp4", 5)
     second = write_video((tmp_path / "b").mkdir() or tmp_path / "b" / "clip.mp4", 8)
     results = analyze_many([tmp_path / "a", tmp_path / "b"], tmp_path / "out", analyzer=fake_analyzer)
-    assert len({r.video for r in results}) == 2
-    assert pd.read_parquet(tmp_path / "out" / "summary")["frames"].sort_values().tolist() == [5, 8]
-    assert all(r.video.startswith("clip-") for r in results) and first != second
+    assert len({r.video for r in results}) == 2 and all(r.video.startswith("clip-") for r in results)
+    summary = read_results(tmp_path / "out").summary.set_index("path")
+    assert summary.loc[[str(first), str(second)], "frames"].tolist() == [5, 8]
 
 
 def test_a_still_with_two_people_reports_both_faces(media, classifier):
@@ -398,21 +408,26 @@ def test_resume_after_a_killed_run(tmp_path, tiny_model):
     command = [*RUN_CLI, "--model", str(tiny_model), "--out", str(out), str(inputs)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
-    done_marker = out / "summary" / f"{video_id(first)}.parquet"
+    done_marker = out / "videos" / video_id(first) / "summary.parquet"
+    second_faces = out / ".fervideo" / "staging"
     deadline = time.monotonic() + 120
-    while not done_marker.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.3)  # well into the second video
+    # the second video's faces table is being written: the kill lands in the middle of it
+    while (
+        not list(second_faces.glob(f"{video_id(second)}~*/faces.parquet"))
+        and process.poll() is None
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.01)
     assert process.poll() is None, "the run ended before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.wait()
-    finished = out / "summary" / f"{video_id(second)}.parquet"
+    finished = out / "videos" / video_id(second)
     assert done_marker.exists() and not finished.exists()
     first_mtime = done_marker.stat().st_mtime_ns
-    assert pd.read_parquet(out / "summary")["video"].tolist() == [video_id(first)]
+    assert read_results(out).summary["video"].tolist() == [video_id(first)]
 
     rerun = subprocess.run(command, env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert done_marker.stat().st_mtime_ns == first_mtime
-    assert sorted(pd.read_parquet(out / "summary")["video"]) == sorted([video_id(first), video_id(second)])
-    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    assert sorted(read_results(out).summary["video"]) == sorted([video_id(first), video_id(second)])
+    assert list(second_faces.iterdir()) == []  # the killed run's staging folder is gone

@@ -39,6 +39,8 @@ def one_hot(name: str, weight: float = 1.0) -> list[float]:
                 "height",
                 "codec",
                 "frames",
+                "frames_decoded",
+                "complete",
                 "frames_analysed",
                 "faces",
                 "tracks",
@@ -136,9 +138,10 @@ def test_tracks(aggregates):
 
 
 def test_summary(aggregates):
-    meta = VideoMeta("v", "/x/v.mp4", 4.0, 25.0, 640, 480, "h264", 100)
+    meta = VideoMeta("v", "/x/v.mp4", 4.0, 25.0, 640, 480, "h264", 100, 97, False)
     row = aggregates.summary(meta, RUN).to_pylist()[0]
     assert (row["frames"], row["frames_analysed"], row["faces"], row["tracks"]) == (100, 4, 4, 2)
+    assert (row["frames_decoded"], row["complete"]) == (97, False)
     assert row["happy"] == pytest.approx((0.6 + 0.8 + one_hot("sad", 0.5)[3] + one_hot("angry", 0.9)[3]) / 4)
     assert row["emotion"] == "happy"
     assert (row["happy_peak"], row["angry_peak"], row["sad_peak"], row["fear_peak"]) == (0, 3, 0, None)
@@ -158,7 +161,7 @@ def test_a_video_without_faces_gives_valid_empty_tables():
     assert timeline["faces"].tolist() == [0, 0] and timeline[CLASSES].isna().all().all()
     tracks = agg.tracks("v")
     assert tracks.num_rows == 0 and tracks.schema == SCHEMAS["tracks"]
-    row = agg.summary(VideoMeta("v", "/v.mp4", 2.0, 10.0, 8, 8, "h264", 20), RUN).to_pylist()[0]
+    row = agg.summary(VideoMeta("v", "/v.mp4", 2.0, 10.0, 8, 8, "h264", 20, 20, True), RUN).to_pylist()[0]
     assert row["faces"] == 0 and row["emotion"] is None
     assert all(row[p] is None for p in PEAKS) and all(row[c] is None for c in CLASSES)
 

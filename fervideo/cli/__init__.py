@@ -10,10 +10,7 @@ Heavy modules (OpenCV, TensorFlow, Arrow) are imported inside the command bodies
 from __future__ import annotations
 
 import functools
-import os
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 import typer
@@ -65,28 +62,6 @@ def _main(
     ] = False,
 ) -> None:
     """Facial expressions in videos: detect faces, classify expressions, write Parquet tables."""
-
-
-def quiet_native_logs() -> None:
-    """Keep FFmpeg's and TensorFlow's own stderr chatter out of the command's output; the
-    command reports every problem itself. Must run before OpenCV or TensorFlow load."""
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's logs after start-up
-
-
-@contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null for a while; Python exceptions still propagate."""
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def main() -> None:

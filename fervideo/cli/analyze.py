@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fervideo.cli import command, native_stderr_silenced, quiet_native_logs
+from fervideo.cli import command
 from fervideo.config import DEFAULT_OUT, TTA_MODES, AnalyzeConfig
+from fervideo.quiet import native_stderr_silenced, quiet_native_logs
 
 if TYPE_CHECKING:
     from fervideo.pipeline import VideoResult
@@ -36,7 +37,9 @@ DEFAULT_TTA = TTA(DEFAULTS.tta)
 @command()
 def analyze(
     inputs: Annotated[
-        list[Path], typer.Argument(help="Video or image files, or folders of them.", show_default=False)
+        list[Path],
+        # readable=False: an unreadable input is reported by the pipeline, and never stops the others
+        typer.Argument(help="Video or image files, or folders of them.", show_default=False, readable=False),
     ],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output folder of the Parquet tables.")
@@ -106,8 +109,11 @@ def analyze(
         overall.update()
         if result.status == "failed":
             tqdm.write(f"error: {result.message}", file=sys.stderr)
-        elif not quiet:
+            return
+        if not quiet:
             tqdm.write(_describe(result))
+        if result.message:  # a video analysed only in part
+            tqdm.write(f"warning: {result.message}", file=sys.stderr)
 
     with closing(overall):
         with native_stderr_silenced():  # TensorFlow's start-up chatter ignores every log level
@@ -117,18 +123,32 @@ def analyze(
         )
     failed = sum(r.status == "failed" for r in results)
     if not quiet:
-        counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped")}
-        typer.echo(
-            f"{len(results)} input(s): {counts['done']} analysed, {counts['skipped']} already done, "
-            f"{failed} failed; tables in {out}/"
-        )
+        typer.echo(summary_line(results, out))
     raise typer.Exit(code=1 if failed else 0)
+
+
+def summary_line(results: list[VideoResult], out: Path) -> str:
+    """The last line of a run: how many inputs were analysed, skipped, incomplete, failed."""
+    done = sum(r.status == "done" for r in results)
+    skipped = sum(r.status == "skipped" for r in results)
+    failed = sum(r.status == "failed" for r in results)
+    incomplete = sum(r.status == "done" and not r.complete for r in results)
+    partly = f" ({incomplete} of them incomplete)" if incomplete else ""
+    return (
+        f"{plural(len(results), 'input')}: {done} analysed{partly}, {skipped} already done, "
+        f"{failed} failed; tables in {out}/"
+    )
 
 
 def _describe(result: VideoResult) -> str:
     if result.status == "skipped":
         return f"{result.path}: already analysed, skipped (--overwrite to redo)"
     return (
-        f"{result.path}: {result.frames_analysed} frames analysed, {result.faces} faces, "
-        f"{result.tracks} tracks (video id {result.video})"
+        f"{result.path}: {plural(result.frames_analysed, 'frame')} analysed, {plural(result.faces, 'face')}, "
+        f"{plural(result.tracks, 'track')} (video id {result.video})"
     )
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 frame', '2 frames'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

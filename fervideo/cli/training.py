@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from fervideo.cli import command, quiet_native_logs
+from fervideo.cli import command
 from fervideo.cli.analyze import TTA
+from fervideo.quiet import quiet_native_logs
 
 
 @command()

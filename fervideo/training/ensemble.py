@@ -18,7 +18,7 @@ import keras
 
 from fervideo import __version__
 from fervideo.catalog import METADATA_FILE, MODEL_FILE, ModelInfo, resolve_model
-from fervideo.classify import ExpressionClassifier
+from fervideo.classify import ExpressionClassifier, average_models
 from fervideo.config import CROP_SIZE
 from fervideo.core import EMOTIONS
 from fervideo.errors import FervideoError
@@ -57,7 +57,7 @@ def build_ensemble(
     test = None if data is None else load_split(data, split)  # bad data fails before any write
     try:
         out.mkdir(parents=True, exist_ok=True)
-        packed = _average(models, name)
+        packed = average_models(models, name)
         save_model_atomically(packed, model_path)
         for index, info in enumerate(infos, start=1):
             if (curves := info.path.parent / "curves.png").is_file():
@@ -72,14 +72,6 @@ def build_ensemble(
     write_text_atomically(out / METADATA_FILE, json.dumps(metadata, indent=2))
     write_card(out)
     return model_path
-
-
-def _average(models: list[keras.Model], name: str) -> keras.Model:
-    inputs = keras.Input((CROP_SIZE, CROP_SIZE, 1), name="pixels")
-    for index, model in enumerate(models, start=1):
-        model.name = f"member{index}"  # members often share their architecture's name
-    outputs = keras.layers.Average(name="mean_probs")([model(inputs) for model in models])
-    return keras.Model(inputs, outputs, name=name)
 
 
 def _metadata(name: str, infos: list[ModelInfo], parameters: int, metrics) -> dict:
