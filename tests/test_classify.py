@@ -1,5 +1,4 @@
 import json
-
 import zipfile
 
 import numpy as np
@@ -64,7 +63,8 @@ def test_bundled_model_resolves_by_name(bundled):
 def test_unknown_name_lists_the_models_and_says_how_to_get_it(bundled):
     with pytest.raises(FervideoError, match=rf"no model named 'nothing'; .* Models here: {DEFAULT_MODEL}\."):
         ExpressionClassifier("nothing")
-    with pytest.raises(FervideoError, match=r"fervideo train --model resnet_imagenet .*--imagenet-weights FILE"):
+    hint = r"fervideo train --model resnet_imagenet .*--imagenet-weights FILE"
+    with pytest.raises(FervideoError, match=hint):
         ExpressionClassifier("resnet_imagenet")
     with pytest.raises(FervideoError, match=r"pip install \./models"):
         ExpressionClassifier("resnet")
