@@ -130,14 +130,17 @@ def list_models() -> list[ModelInfo]:
 
 
 def resolve_model(model: str | Path = "default") -> ModelInfo:
-    """Turn a model name, "default", or a path to a `.keras` file into a `ModelInfo`.
+    """Turn a model name, "default", a path to a `.keras` file, or a model's folder into a
+    `ModelInfo`.
 
     Raises:
         FervideoError: no such file, or no model of that name (the message says how to get one).
     """
     text = str(model)
-    if text.endswith(".keras") or os.sep in text or Path(text).is_file():
+    if text.endswith(".keras") or os.sep in text or Path(text).exists():
         path = Path(text)
+        if path.is_dir() and (info := _read_folder(path, "file")):
+            return info  # a model's folder, e.g. a finished training run
         if not path.is_file():
             raise FervideoError(f"model file {path} does not exist.")
         return _read(path.parent, path, "file")
@@ -170,11 +173,13 @@ def _how_to_get(name: str) -> str:
 
 
 def _read_folder(folder: Path, source: str) -> ModelInfo | None:
+    """A model folder's model, named by the folder (the name users type), or None."""
     if (folder / MODEL_FILE).is_file():
-        return _read(folder, folder / MODEL_FILE, source)
+        info = _read(folder, folder / MODEL_FILE, source)
+        return ModelInfo(folder.name, info.path, info.metadata, source)
     meta = folder / METADATA_FILE
     if meta.is_file() and "linked_members" in (metadata := _metadata(meta)):
-        return ModelInfo(metadata.get("name", folder.name), meta, metadata, source)
+        return ModelInfo(folder.name, meta, metadata, source)
     return None
 
 

@@ -168,7 +168,7 @@ def evaluate(
 @command()
 def ensemble(
     members: Annotated[
-        list[str], typer.Argument(help="Two or more bundled model names or .keras files.", show_default=False)
+        list[str], typer.Argument(help="Two or more model names or .keras files.", show_default=False)
     ],
     out: Annotated[Path, typer.Option(help="Folder for the packed model, its metadata and card.")],
     name: Annotated[
@@ -178,11 +178,18 @@ def ensemble(
         Path | None, typer.Option(help="FER2013 to score the ensemble on (the Kaggle CSV or image folder).")
     ] = None,
     split: Annotated[str, typer.Option(help="Split to score it on, with --data.")] = "PublicTest",
+    link: Annotated[
+        bool,
+        typer.Option(
+            help="Name the members (models found by name) instead of copying their weights: the "
+            "ensemble then stores no weights of its own."
+        ),
+    ] = False,
 ) -> None:
-    """Pack trained models into one model that averages their probabilities; analyze and
+    """Combine trained models into one model that averages their probabilities; analyze and
     evaluate then run it like any other model (each member costs one forward pass)."""
     quiet_native_logs()
     from fervideo.training.ensemble import build_ensemble
 
-    path = build_ensemble(members, out, name or out.name, data, split)
+    path = build_ensemble(members, out, name or out.name, data, split, link=link)
     typer.echo(f"model: {path}\ncard: {path.parent / 'README.md'}")

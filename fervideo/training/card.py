@@ -69,16 +69,23 @@ def _single_model_sections(meta: dict) -> list[str]:
 
 def _ensemble_sections(meta: dict) -> list[str]:
     members = meta["members"]
+    linked = "linked_members" in meta
     lines = [
         f"Ensemble of {len(members)} models ("
-        + ", ".join(
-            f"member {i}: `{m['architecture']}`, {m['recipe']['epochs']} epochs"
-            for i, m in enumerate(members, 1)
-        )
+        + ", ".join(f"member {i}: {_member_text(m)}" for i, m in enumerate(members, 1))
         + f"), {meta['parameters']:,} parameters in all. Its output is the {meta['combination']}: "
-        f"one forward pass runs every member, {len(members)}x the compute of one. Input "
+        f"one forward pass runs every member. Input "
         f"{'x'.join(map(str, meta['input']['shape']))} grayscale, standardised inside each member. "
         f"Classes, in output order: {', '.join(meta['classes'])}.",
+        *(
+            [
+                "",
+                "A linked ensemble: it holds no weights of its own but names its members, which "
+                "fervideo loads by name and checks by sha256 (so bundled weights are stored once).",
+            ]
+            if linked
+            else []
+        ),
         "",
         "## Data",
         *_data_lines(meta["data"]),
@@ -87,16 +94,34 @@ def _ensemble_sections(meta: dict) -> list[str]:
         "## Recipe",
     ]
     for i, m in enumerate(members, 1):
-        lines += [f"- Member {i} (sha256 `{m['sha256'][:12]}…`):"]
-        lines += ["  " + line for line in _recipe_lines(m["architecture"], m["recipe"], m["training"])]
-        lines += [f"  - Reproduce: {_command(m['architecture'], m['recipe'])}"]
-    sources = " ".join(f"MEMBER{i}.keras" for i in range(1, len(members) + 1))
+        lines += [f"- Member {i}, `{m.get('name')}` (sha256 `{m['sha256'][:12]}…`):"]
+        lines += ["  " + line for line in _member_recipe_lines(m)]
+    sources = " ".join(m["name"] if linked else f"MEMBER{i}.keras" for i, m in enumerate(members, 1))
     scored = " --data FER2013_FOLDER_OR_CSV" if meta["metrics"] else ""
     lines += [
-        f"- Packed with `fervideo ensemble {sources} --name {meta['name']} --out models/{meta['name']}"
-        f"{scored}` (Keras {meta['keras_version']}).",
+        f"- Made with `fervideo ensemble {sources} --name {meta['name']} --out models/{meta['name']}"
+        f"{' --link' if linked else ''}{scored}` (Keras {meta['keras_version']}).",
     ]
     return lines
+
+
+def _member_text(member: dict) -> str:
+    if "members" in member:  # itself an ensemble
+        return f"`{member['name']}`, an ensemble of {len(member['members'])}"
+    return f"`{member['architecture']}`, {member['recipe']['epochs']} epochs"
+
+
+def _member_recipe_lines(member: dict) -> list[str]:
+    if "members" in member:
+        lines = []
+        for inner in member["members"]:
+            lines += [f"- its member `{inner.get('name')}` (sha256 `{inner['sha256'][:12]}…`):"]
+            lines += ["  " + line for line in _member_recipe_lines(inner)]
+        return lines
+    return [
+        *_recipe_lines(member["architecture"], member["recipe"], member["training"]),
+        f"- Reproduce: {_command(member['architecture'], member['recipe'])}",
+    ]
 
 
 def _data_lines(data: dict) -> list[str]:
@@ -206,6 +231,13 @@ def _command(architecture: str, r: dict) -> str:
         options.append("--imagenet-weights IMAGENET_NOTOP_H5")
     if r.get("recalibrate_bn"):
         options.append("--recalibrate-bn")
+    if r.get("class_balance"):
+        options.append(f"--class-balance {r['class_balance']}")
+    if r.get("teacher"):
+        teacher = r.get("teacher_model", {}).get("name", "TEACHER")
+        options.append(
+            f"--teacher {teacher} --distill-weight {r['distill_weight']} --temperature {r['temperature']}"
+        )
     text = "`fervideo train " + " ".join(options) + "`"
     replans = {at: (planned, total) for at, planned, total in replanned}
     switches = {at: _precision_flag(policy) for at, policy in segments[1:]}

@@ -36,42 +36,59 @@ def build_ensemble(
     name: str,
     data: str | Path | None = None,
     split: str = "PublicTest",
+    link: bool = False,
 ) -> Path:
-    """Pack `members` (bundled names or `.keras` paths, at least two) into `out/model.keras`
-    with its metadata and card; with `data`, score it on `split` of that FER2013 first.
-    Returns the path of the packed model."""
+    """Combine `members` (model names or `.keras` paths, at least two) into one model whose
+    output is the mean of theirs, with its metadata and card in `out`; with `data`, score it
+    on `split` of that FER2013 first.
+
+    By default the members' weights are packed into `out/model.keras`. With `link`, `out`
+    holds no weights: its metadata names the members (which must then be models found by
+    name, not paths) and their sha256, and fervideo loads them by name.
+
+    Returns:
+        The packed model file, or the linked ensemble's metadata file.
+    """
     if len(members) < 2:
         raise FervideoError("an ensemble needs at least two member models.")
     out = Path(out)
-    model_path = out / MODEL_FILE
-    if model_path.exists():  # its metrics and plots would be mixed with the new model's
+    if (out / MODEL_FILE).exists() or (out / METADATA_FILE).exists():  # metrics would be mixed
         raise FervideoError(f"{out} already holds a model: choose another --out or remove it first.")
     infos = [resolve_model(member) for member in members]
-    for info in infos:
-        if not info.metadata.keys() >= _TRAINING_RECORD:
+    for member, info in zip(members, infos, strict=True):
+        if not (info.metadata.keys() >= _TRAINING_RECORD or "members" in info.metadata):
             raise FervideoError(
                 f"member {info.path} has no training record beside it (the metadata.json that "
                 "fervideo train writes); an ensemble's members must be models trained by fervideo train."
             )
-    models = [ExpressionClassifier(info.path).keras_model for info in infos]
+        if link and info.source == "file":
+            raise FervideoError(
+                f"a linked ensemble names its members: {member} is a file path, not a model name "
+                "(`fervideo models` lists the names)."
+            )
+    combined = average_models([ExpressionClassifier(info.path).keras_model for info in infos], name)
     test = None if data is None else load_split(data, split)  # bad data fails before any write
+    target = out / (METADATA_FILE if link else MODEL_FILE)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        packed = average_models(models, name)
-        save_model_atomically(packed, model_path)
+        if not link:
+            save_model_atomically(combined, target)
         for index, info in enumerate(infos, start=1):
             if (curves := info.path.parent / "curves.png").is_file():
                 shutil.copyfile(curves, out / f"curves_member{index}.png")
     except OSError as err:
         raise FervideoError(f"cannot write the ensemble into {out}: {err.strerror}.") from None
-    metrics = None
+    metadata = _metadata(name, infos, combined.count_params(), None)
+    if link:
+        metadata["linked_members"] = [{"model": info.name, "sha256": info.sha256()} for info in infos]
+        write_text_atomically(target, json.dumps(metadata, indent=2))
     if test is not None:
-        metrics = evaluate_split(ExpressionClassifier(model_path), test)
+        metrics = evaluate_split(ExpressionClassifier(out if link else target), test)
         write_metrics(metrics, out, title=f"{name} on {split}")
-    metadata = _metadata(name, infos, packed.count_params(), metrics)
+        metadata["metrics"] = metrics.summary()
     write_text_atomically(out / METADATA_FILE, json.dumps(metadata, indent=2))
     write_card(out)
-    return model_path
+    return target
 
 
 def _metadata(name: str, infos: list[ModelInfo], parameters: int, metrics) -> dict:
@@ -90,7 +107,7 @@ def _metadata(name: str, infos: list[ModelInfo], parameters: int, metrics) -> di
             {
                 "source": str(info.path),
                 "sha256": info.sha256(),
-                **{key: info.metadata.get(key) for key in _MEMBER_KEYS},
+                **{key: info.metadata[key] for key in _MEMBER_KEYS if key in info.metadata},
             }
             for info in infos
         ],
@@ -106,4 +123,13 @@ def _metadata(name: str, infos: list[ModelInfo], parameters: int, metrics) -> di
 #: What a member's metadata must hold for the ensemble's card: how it was trained.
 _TRAINING_RECORD = {"recipe", "training", "data"}
 #: What an ensemble's metadata keeps of each member's: enough to rebuild and judge it.
-_MEMBER_KEYS = ("name", "architecture", "parameters", "normalisation", "recipe", "training", "metrics")
+_MEMBER_KEYS = (
+    "name",
+    "architecture",
+    "parameters",
+    "normalisation",
+    "recipe",
+    "training",
+    "metrics",
+    "members",
+)

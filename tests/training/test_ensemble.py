@@ -115,3 +115,31 @@ def test_evaluate_does_not_write_into_another_models_folder(members: list[Path],
         evaluate(members[0], fer_folder, tta="crops", out=packed)
     assert not (packed / "metrics_PublicTest_tta-crops.json").exists()
     assert (packed / "README.md").read_text() == card
+
+
+def test_a_linked_ensemble_names_its_members_and_averages_them(
+    members: list[Path], fer_folder: Path, tmp_path: Path, monkeypatch
+):
+    """Members found by name (here: a user models folder); the ensemble stores no weights, and
+    a member that changes afterwards is refused by its sha256."""
+    home = tmp_path / "home"
+    for index, member in enumerate(members, start=1):
+        shutil.copytree(member.parent, home / "models" / f"member{index}")
+    monkeypatch.setenv("FERVIDEO_HOME", str(home))
+    out = home / "models" / "pair"
+    with pytest.raises(FervideoError, match="is a file path, not a model name"):
+        build_ensemble([str(members[0]), "member2"], out, "pair", link=True)
+    build_ensemble(["member1", "member2"], out, "pair", data=fer_folder, link=True)
+    assert not (out / "model.keras").exists()
+    meta = json.loads((out / "metadata.json").read_text())
+    assert [m["model"] for m in meta["linked_members"]] == ["member1", "member2"]
+    crops = load_split(fer_folder, "PublicTest").x[..., 0]
+    each = [ExpressionClassifier(path).predict(crops) for path in members]
+    together = ExpressionClassifier("pair").predict(crops)  # found by name, like any model
+    np.testing.assert_allclose(together, (each[0] + each[1]) / 2, atol=1e-5)
+    assert meta["metrics"]["accuracy"] == evaluate("pair", fer_folder).accuracy
+    assert "--link" in (out / "README.md").read_text()
+
+    shutil.copyfile(members[1], home / "models" / "member1" / "model.keras")  # member1 changes
+    with pytest.raises(FervideoError, match=r"averages member1 with sha256 .* but .* has another"):
+        ExpressionClassifier("pair")
