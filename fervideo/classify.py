@@ -117,14 +117,22 @@ def _load(info: ModelInfo):
 def _load_file(path: Path):
     import keras
 
-    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+    if path.suffix not in (".keras", ".h5", ".hdf5"):
         raise FervideoError(
-            f"{path} is not a Keras model file: a .keras file is a zip archive, and this one is not."
+            f"{path} is not a Keras model file: fervideo needs a .keras file (or a legacy .h5)."
         )
+    if path.suffix == ".keras":
+        if not zipfile.is_zipfile(path):
+            raise FervideoError(
+                f"{path} is not a Keras model file: a .keras file is a zip archive, and this one is not."
+            )
+        with zipfile.ZipFile(path) as archive:
+            if "config.json" not in archive.namelist():
+                raise FervideoError(f"{path} is a zip archive but not a Keras model (it has no config.json).")
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as err:  # Keras raises anything from KeyError to ValueError for a bad file
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise FervideoError(f"cannot load the Keras model {path}: {reason}") from None
 
 

@@ -80,7 +80,7 @@ def test_missing_and_corrupt_files(tmp_path):
     other_zip = tmp_path / "other.keras"
     with zipfile.ZipFile(other_zip, "w") as archive:
         archive.writestr("readme.txt", "a zip, but not a Keras model")
-    with pytest.raises(FervideoError, match=r"^cannot load the Keras model .*other.keras: ") as error:
+    with pytest.raises(FervideoError, match=r"other.keras is a zip archive but not a Keras model") as error:
         ExpressionClassifier(other_zip)
     assert "\n" not in str(error.value)
 

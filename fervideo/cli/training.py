@@ -30,7 +30,13 @@ def train(
     batch_size: Annotated[
         int | None, typer.Option(min=1, help="Images per step. [default: the model's recipe]")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Run folder. [default: runs/<model>]")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run folder. [default: <model> in your models folder, $FERVIDEO_HOME/models "
+            "(~/.fervideo/models), so that the finished model is found by name]"
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out.")] = False,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     lr: Annotated[float | None, typer.Option(min=0.0, help="Peak learning rate.")] = None,
@@ -98,6 +104,7 @@ def train(
 
     quiet_native_logs()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from fervideo.catalog import user_models_dir
     from fervideo.config import TrainConfig
     from fervideo.training.fit import train as fit
     from fervideo.training.recipes import RECIPES
@@ -123,7 +130,7 @@ def train(
         base,
         architecture=model,
         data=data,
-        out=out or Path("runs") / model,
+        out=out or user_models_dir() / model,
         resume=resume,
         **{k: v for k, v in given.items() if v is not None},
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from fervideo.catalog import resolve_model, user_models_dir
 from fervideo.cli import app
 from fervideo.config import DEFAULT_MODEL
 from fervideo.training import fit
@@ -47,7 +48,7 @@ def test_train_forwards_options_over_the_recipe(monkeypatch, tmp_path: Path):
     config, budget, replan = calls[0]
     assert config.recalibrate_bn and not RECIPES["resvgg"].recalibrate_bn
     assert (config.architecture, config.epochs, config.learning_rate) == ("resvgg", 7, 0.02)
-    assert config.resume and budget == 180 and config.out == Path("runs/resvgg")
+    assert config.resume and budget == 180 and config.out == user_models_dir() / "resvgg"
     assert replan == 7  # --epochs with --resume gives the run a new length
     # options not given come from the bundled recipe
     assert config.label_smoothing == RECIPES["resvgg"].label_smoothing
@@ -111,7 +112,7 @@ def test_train_one_epoch_writes_every_output(fer_csv: Path, tmp_path: Path):
     [
         (["train", "--model", "vgg", "--data", "{csv}"], "unknown architecture"),
         (["train", "--model", "resvgg", "--data", "{missing}"], "not found"),
-        (["evaluate", "--model", "nope", "--data", "{csv}"], "no bundled model named 'nope'"),
+        (["evaluate", "--model", "nope", "--data", "{csv}"], "no model named 'nope'"),
         (["evaluate", "--model", "{missing}.keras", "--data", "{csv}"], "does not exist"),
     ],
 )
@@ -147,4 +148,21 @@ def test_models_lists_the_bundled_ones(tiny_model: Path, tmp_path: Path, monkeyp
 def test_models_without_any(monkeypatch, tmp_path: Path):
     monkeypatch.setenv("FERVIDEO_MODELS", str(tmp_path))
     result = runner.invoke(app, ["models"])
-    assert result.exit_code == 1 and "no bundled models" in result.output
+    assert result.exit_code == 1 and "no models found" in result.output
+
+
+def test_a_model_trained_with_the_default_out_is_then_found_by_name(fer_csv: Path, tmp_path, monkeypatch):
+    """Without --out the run goes to the user's models folder ($FERVIDEO_HOME/models), so the
+    finished model is listed by `fervideo models` and selected by `--model NAME`, ahead of a
+    bundled model of the same name."""
+    monkeypatch.setenv("FERVIDEO_HOME", str(tmp_path / "home"))
+    assert resolve_model("resvgg").source == "bundled"
+    result = runner.invoke(
+        app, ["train", "--model", "resvgg", "--data", str(fer_csv), "--epochs", "1", "--batch-size", "16"]
+    )
+    assert result.exit_code == 0, result.output
+    info = resolve_model("resvgg")
+    assert info.source == "user" and info.path == tmp_path / "home" / "models" / "resvgg" / "model.keras"
+    assert resolve_model("default").source == "bundled"  # "default" is always the bundled one
+    listing = runner.invoke(app, ["models"]).output.splitlines()
+    assert any(line.startswith("resvgg ") and line.endswith("user") for line in listing)
