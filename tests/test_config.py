@@ -4,6 +4,7 @@ import subprocess
 import sys
 from contextlib import ExitStack as DoesNotRaise
 
+import numpy as np
 import pytest
 
 from fervideo import tta
@@ -41,8 +42,14 @@ def test_settings_at_the_edges_of_their_range_are_valid(fields):
         AnalyzeConfig(**fields)
 
 
-def test_tta_modes_have_one_source():
-    assert tta.TTA_MODES is TTA_MODES
+def test_every_tta_mode_the_config_accepts_is_one_the_cli_offers_and_tta_computes():
+    from fervideo.cli.analyze import TTA
+
+    assert [mode.value for mode in TTA] == list(TTA_MODES)
+    crops = np.arange(2 * 48 * 48, dtype=np.uint8).reshape(2, 48, 48)
+    assert [len(tta.tta_views(crops, mode)) for mode in TTA_MODES] == [1, 2, 10]
+    with pytest.raises(ValueError, match="unknown TTA mode"):
+        tta.tta_views(crops, "rotate")
 
 
 def test_module_defaults_are_read_from_the_config():

@@ -10,7 +10,7 @@ import typer
 
 from fervideo.cli import command
 from fervideo.cli.analyze import TTA
-from fervideo.quiet import quiet_native_logs
+from fervideo.quiet import native_stderr_silenced, quiet_native_logs
 
 
 @command()
@@ -106,8 +106,9 @@ def train(
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from fervideo.catalog import user_models_dir
     from fervideo.config import TrainConfig
-    from fervideo.training.fit import train as fit
-    from fervideo.training.recipes import RECIPES
+    with native_stderr_silenced():  # TensorFlow's start-up lines ignore every log level
+        from fervideo.training.fit import train as fit
+        from fervideo.training.recipes import RECIPES
 
     base = RECIPES.get(model, TrainConfig(architecture=model))
     given = {
@@ -159,7 +160,8 @@ def evaluate(
     """Accuracy, loss, per-class precision/recall and macro-F1 of a model on a split."""
     quiet_native_logs()
     from fervideo.core import EMOTIONS
-    from fervideo.training.evaluate import evaluate as run_evaluation
+    with native_stderr_silenced():
+        from fervideo.training.evaluate import evaluate as run_evaluation
 
     metrics = run_evaluation(model, data, split, tta.value, out)
     typer.echo(
@@ -196,7 +198,8 @@ def ensemble(
     """Combine trained models into one model that averages their probabilities; analyze and
     evaluate then run it like any other model (each member costs one forward pass)."""
     quiet_native_logs()
-    from fervideo.training.ensemble import build_ensemble
+    with native_stderr_silenced():
+        from fervideo.training.ensemble import build_ensemble
 
     path = build_ensemble(members, out, name or out.name, data, split, link=link)
     typer.echo(f"model: {path}\ncard: {path.parent / 'README.md'}")

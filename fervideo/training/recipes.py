@@ -30,7 +30,7 @@ RECIPES: dict[str, TrainConfig] = {
     # The study's two models, trained as the study did (flip, zoom, rotation; plain
     # cross-entropy) plus shift, with the study's 150 epochs as the ceiling. With batch
     # normalisation after only every second convolution the custom CNN diverged at 0.05 and
-    # plateaued at 63% validation accuracy at 0.01 (models/custom_cnn-not-shipped); with it
+    # plateaued at 63% validation accuracy at 0.01 (models/HISTORY.md); with it
     # after every convolution its loss fell steadily at a constant 0.1 from the first step.
     "custom_cnn": TrainConfig(
         architecture="custom_cnn",
