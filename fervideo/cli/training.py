@@ -106,6 +106,7 @@ def train(
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from fervideo.catalog import user_models_dir
     from fervideo.config import TrainConfig
+
     with native_stderr_silenced():  # TensorFlow's start-up lines ignore every log level
         from fervideo.training.fit import train as fit
         from fervideo.training.recipes import RECIPES
@@ -160,6 +161,7 @@ def evaluate(
     """Accuracy, loss, per-class precision/recall and macro-F1 of a model on a split."""
     quiet_native_logs()
     from fervideo.core import EMOTIONS
+
     with native_stderr_silenced():
         from fervideo.training.evaluate import evaluate as run_evaluation
 
