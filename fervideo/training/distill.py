@@ -73,16 +73,46 @@ def accuracy_metric() -> keras.metrics.Metric:
     return keras.metrics.MeanMetricWrapper(student_accuracy, name="accuracy")
 
 
-def load_teacher(model: str) -> tuple[keras.Model, dict[str, str]]:
-    """A frozen teacher (a bundled name or `.keras` path: any fervideo model, ensembles
-    included) and what the run records of it (name, path, sha256).
+def load_teacher(model: str, policy: str = "float32") -> tuple[keras.Model, dict[str, str]]:
+    """A frozen teacher (a model name, `.keras` path or model folder: any fervideo model,
+    ensembles included) computing in the dtype `policy`, and what the run records of it
+    (name, path, sha256).
+
+    A teacher only runs forward, so a bfloat16 run gives it bfloat16 too: on a CPU with AMX
+    that doubled its speed (397 against 194 images/s for `accurate`), with probabilities
+    within 0.004 of float32's. Its output layers stay float32.
 
     Raises:
         FervideoError: the model cannot be loaded or breaks fervideo's model contract.
     """
     classifier = ExpressionClassifier(model)
     teacher = classifier.keras_model
+    if policy != "float32":
+        retyped = keras.Model.from_config(_with_policy(teacher.get_config(), policy))
+        retyped.set_weights(teacher.get_weights())
+        teacher = retyped
     teacher.trainable = False
     teacher.name = "teacher"
     info = classifier.info
     return teacher, {"name": info.name, "path": str(info.path), "sha256": info.sha256()}
+
+
+#: Layers whose output is a model's probabilities: they keep computing in float32.
+_OUTPUT_LAYERS = {"probs", "mean_probs"}
+
+
+def _with_policy(config, policy: str):
+    """A Keras model config with every layer's dtype policy set to `policy`, but the outputs'."""
+    if isinstance(config, list):
+        return [_with_policy(item, policy) for item in config]
+    if not isinstance(config, dict):
+        return config
+    changed = {key: _with_policy(value, policy) for key, value in config.items()}
+    dtype = changed.get("dtype")
+    if (
+        isinstance(dtype, dict)
+        and dtype.get("class_name") == "DTypePolicy"
+        and changed.get("name") not in _OUTPUT_LAYERS
+    ):
+        changed["dtype"] = {**dtype, "config": {**dtype["config"], "name": policy}}
+    return changed

@@ -64,7 +64,8 @@ def train(config: TrainConfig, time_budget_s: float | None = None, replan_epochs
             f"--model {state.architecture} or choose another --out."
         )
     config = _with_saved_teacher(config, state)
-    teacher, teacher_record = load_teacher(str(config.teacher)) if config.teacher else (None, None)
+    policy = policy_name(config.mixed_precision)
+    teacher, teacher_record = load_teacher(str(config.teacher), policy) if config.teacher else (None, None)
     if teacher_record and state.teacher and state.teacher["sha256"] != teacher_record["sha256"]:
         raise FervideoError(
             f"{out} was distilled from {state.teacher['path']}, not {config.teacher}: resume it "
@@ -88,7 +89,6 @@ def train(config: TrainConfig, time_budget_s: float | None = None, replan_epochs
         state.replanned.append((state.epochs_done, state.epochs_total, replan_epochs))
         state.epochs_total = replan_epochs
 
-    policy = policy_name(config.mixed_precision)
     keras.mixed_precision.set_dtype_policy(policy)
     try:
         if checkpoint.exists():

@@ -92,3 +92,14 @@ def test_a_distilled_run_resumes_with_its_teacher(fer_folder: Path, tmp_path: Pa
     assert meta["recipe"]["temperature"] == 3.0 and "distilled" in meta["recipe"]["loss"]
     assert keras.saving.load_model(model).output_shape == (None, 7)  # the student alone
     assert "teacher" in (model.parent / "README.md").read_text()
+
+
+def test_a_bfloat16_run_gives_its_teacher_bfloat16_but_float32_probabilities(finished_run: Path):
+    x = np.random.default_rng(4).uniform(0, 255, (16, 48, 48, 1)).astype(np.float32)
+    exact, _ = load_teacher(str(finished_run))
+    fast, record = load_teacher(str(finished_run), "mixed_bfloat16")
+    convolutions = [layer for layer in fast.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert convolutions and {layer.dtype_policy.name for layer in convolutions} == {"mixed_bfloat16"}
+    assert fast.get_layer("probs").dtype_policy.name == "float32"
+    np.testing.assert_allclose(np.asarray(fast(x)), np.asarray(exact(x)), atol=0.02)
+    assert record["path"].endswith("model.keras")
