@@ -100,7 +100,8 @@ def _load(info: ModelInfo):
     with native_stderr_silenced():  # TensorFlow's start-up lines ignore every log level
         import tensorflow as tf  # heavy: imported only when a classifier is built
     if info.linked_members:
-        model = average_models([_load_member(info, member) for member in info.linked_members], info.name)
+        members = [_load_member(info, member) for member in info.linked_members]
+        model = average_models([m for m, _ in members], info.name, [networks(i.metadata) for _, i in members])
     else:
         model = _load_file(info.path)
     expected_in, expected_out = (None, CROP_SIZE, CROP_SIZE, 1), (None, len(EMOTIONS))
@@ -136,23 +137,37 @@ def _load_file(path: Path):
         raise FervideoError(f"cannot load the Keras model {path}: {reason}") from None
 
 
-def _load_member(ensemble: ModelInfo, member: dict[str, str]):
+def _load_member(ensemble: ModelInfo, member: dict[str, str]) -> tuple[object, ModelInfo]:
     info = resolve_model(member["model"])
     if info.sha256() != member["sha256"]:
         raise FervideoError(
             f"model {ensemble.name} averages {member['model']} with sha256 {member['sha256'][:12]}, "
             f"but {info.path} has another ({info.sha256()[:12]})."
         )
-    return _load(info)
+    return _load(info), info
 
 
-def average_models(models: list, name: str):
-    """One Keras model whose output is the mean of `models`' probabilities: one forward pass
-    runs them all."""
+def networks(metadata: dict) -> int:
+    """How many trained networks a model averages: 1, or its members' networks in all."""
+    return sum(networks(member) for member in metadata["members"]) if "members" in metadata else 1
+
+
+def average_models(models: list, name: str, weights: list[int] | None = None):
+    """One Keras model whose output is the weighted mean of `models`' probabilities (one
+    forward pass runs them all). Ensembles weigh each member by the networks it averages, so
+    their output is the mean over every trained network inside."""
     import keras
 
     inputs = keras.Input((CROP_SIZE, CROP_SIZE, 1), name="pixels")
     for index, model in enumerate(models, start=1):
         model.name = f"member{index}"  # members often share their architecture's name
-    outputs = keras.layers.Average(name="mean_probs")([model(inputs) for model in models])
-    return keras.Model(inputs, outputs, name=name)
+    outputs = [model(inputs) for model in models]
+    if weights is None or len(set(weights)) == 1:
+        mean = keras.layers.Average(name="mean_probs")(outputs)
+    else:
+        scaled = [
+            keras.layers.Rescaling(weight / sum(weights), name=f"weight{index}")(output)
+            for index, (weight, output) in enumerate(zip(weights, outputs, strict=True), start=1)
+        ]
+        mean = keras.layers.Add(name="mean_probs")(scaled)
+    return keras.Model(inputs, mean, name=name)

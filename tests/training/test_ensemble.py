@@ -140,6 +140,11 @@ def test_a_linked_ensemble_names_its_members_and_averages_them(
     assert meta["metrics"]["accuracy"] == evaluate("pair", fer_folder).accuracy
     assert "--link" in (out / "README.md").read_text()
 
+    # an ensemble member counts as its networks: the mean is over every network inside
+    build_ensemble(["pair", "member2"], home / "models" / "nested", "nested", link=True)
+    nested = ExpressionClassifier("nested").predict(crops)
+    np.testing.assert_allclose(nested, (each[0] + 2 * each[1]) / 3, atol=1e-5)
+
     shutil.copyfile(members[1], home / "models" / "member1" / "model.keras")  # member1 changes
     with pytest.raises(FervideoError, match=r"averages member1 with sha256 .* but .* has another"):
         ExpressionClassifier("pair")
