@@ -100,6 +100,7 @@ class ReportConfig:
         moment_faces: face thumbnails shown per key moment.
         longest_tracks: tracks whose traces are drawn.
         thumb_width: pixels, width of a video's thumbnail.
+        picture_width: pixels, width of a still image shown with its faces' boxes.
         face_px: pixels, side of a face thumbnail.
         jpeg_quality: quality (0-100) of the embedded thumbnails.
         chart_dpi: resolution of the charts.
@@ -111,7 +112,8 @@ class ReportConfig:
     edge_seconds: int = 3
     moment_faces: int = 4
     longest_tracks: int = 5
-    thumb_width: int = 160
+    thumb_width: int = 120
+    picture_width: int = 640
     face_px: int = 96
     jpeg_quality: int = 80
     chart_dpi: int = 80

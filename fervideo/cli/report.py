@@ -53,12 +53,19 @@ def report(
 
     quiet_native_logs()
     config = ReportConfig(groups=groups.value)
-    with tqdm(unit="video", desc="report", disable=quiet, leave=False, dynamic_ncols=True) as bar:
+    bars: list[tqdm] = []  # made at the first video, so that an error comes alone
 
-        def on_progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    def on_progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(
+                tqdm(total=total, unit="video", desc="report", disable=quiet, leave=False, dynamic_ncols=True)
+            )
+        bars[0].update(done - bars[0].n)
 
+    try:
         page = write_report(out_dir, html, config, on_progress)
+    finally:
+        for bar in bars:
+            bar.close()
     if not quiet:
         typer.echo(f"report: {page} (charts in {page.parent / (page.stem + '_files')}/)")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from fervideo.annotation import draw_faces
 from fervideo.atomic import write_text_atomically
 from fervideo.config import ReportConfig
 from fervideo.errors import FervideoError
@@ -106,9 +107,8 @@ def _write_pages(
     for done, video in enumerate(videos, 1):
         view = VideoView.of(store.read(video), config)
         images = _images(view, config)
-        (staging / "charts" / f"{video}-timeline.png").write_bytes(images.timeline)
-        if images.tracks:
-            (staging / "charts" / f"{video}-tracks.png").write_bytes(images.tracks)
+        for name, png in images.charts.items():
+            (staging / "charts" / f"{video}-{name}.png").write_bytes(png)
         anchor = f"v-{video}"
         section = html.video_section(view, images, anchor)
         if inline:
@@ -144,33 +144,38 @@ def _light(view: VideoView) -> VideoView:
 
 def _images(view: VideoView, config: ReportConfig) -> html.VideoImages:
     """The video's charts, and its thumbnails cut from the source when it is still there."""
-    duration = float(view.summary["duration"])
-    timeline = charts.timeline_chart(view.timeline, config.chart_dpi)
-    tracks = (
-        charts.tracks_chart(view.faces, view.tracks, duration, config.chart_dpi) if len(view.tracks) else None
-    )
+    pngs = {}
+    if not view.is_still:
+        pngs["timeline"] = charts.timeline_chart(view.timeline, config.chart_dpi)
+        if len(view.tracks):
+            duration = float(view.summary["duration"])
+            pngs["tracks"] = charts.tracks_chart(view.faces, view.tracks, duration, config.chart_dpi)
     labels = [label for m in view.moments for label in m.faces.index] + list(view.track_faces.values())
     rows = view.faces.loc[list(dict.fromkeys(labels))]
     by_frame = rows.groupby("frame").groups
     expected = (int(view.summary["height"]), int(view.summary["width"]))
-    thumbnail, faces = None, {}
+    thumbnail = picture = None
+    faces = {}
     for index, image in source_frames(view.summary["path"], [*by_frame, view.thumbnail_frame]):
         if image.shape[:2] != expected:
             log.warning(
-                "%s is no longer the analysed video (its frames are another size)", view.summary["path"]
+                "%s is no longer the analysed video (its frames differ in size)", view.summary["path"]
             )
             thumbnail, faces = None, {}
             break
-        if index == view.thumbnail_frame:
-            thumbnail = jpeg(shrink(image, config.thumb_width), config.jpeg_quality)
         for label in by_frame.get(index, []):
             face = rows.loc[label]
             crop = face_crop(image, face["x"], face["y"], face["w"], face["h"], config.face_px)
             faces[label] = jpeg(crop, config.jpeg_quality)
+        if index == view.thumbnail_frame:
+            thumbnail = jpeg(shrink(image, config.thumb_width), config.jpeg_quality)
+        if view.is_still:
+            boxed = draw_faces(image, view.faces)
+            picture = jpeg(shrink(boxed, config.picture_width), config.jpeg_quality)
     missing = ""
     if thumbnail is None and not faces:
-        missing = f"No thumbnails: the source video is no longer readable at {view.summary['path']}."
-    return html.VideoImages(timeline, tracks, thumbnail, faces, missing)
+        missing = f"No thumbnails: the source is no longer readable at {view.summary['path']}."
+    return html.VideoImages(pngs, thumbnail, picture, faces, missing)
 
 
 def _compare(views: list[VideoView], staging: Path, config: ReportConfig) -> list[bytes]:

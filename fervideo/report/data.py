@@ -108,6 +108,11 @@ class VideoView:
         return Path(self.summary["path"]).name
 
     @property
+    def is_still(self) -> bool:
+        """An image (a one-frame video at time 0)."""
+        return self.summary["fps"] == 0 and self.summary["duration"] == 0
+
+    @property
     def shares(self) -> pd.Series:
         return self.windows[0].shares
 

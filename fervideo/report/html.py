@@ -60,16 +60,16 @@ class VideoImages:
     """The images of one video's section.
 
     Attributes:
-        timeline: the timeline chart (PNG).
-        tracks: the longest tracks' chart (PNG), None without tracks.
+        charts: PNG charts by name: "timeline" and, with tracks, "tracks" (none for a still).
         thumbnail: the index thumbnail (JPEG), None without the source.
+        picture: a still image with its faces' boxes drawn (JPEG), None for a video.
         faces: face crops (JPEG) by row label of the faces table.
         missing: why there are no thumbnails, or "".
     """
 
-    timeline: bytes
-    tracks: bytes | None = None
+    charts: dict[str, bytes] = field(default_factory=dict)
     thumbnail: bytes | None = None
+    picture: bytes | None = None
     faces: dict[int, bytes] = field(default_factory=dict)
     missing: str = ""
 
@@ -108,7 +108,7 @@ def header(out_dir: str, videos: int, model: str, when: str) -> str:
         f'<p class="note">Videos: {videos}, analysed in <code>{escape(out_dir)}</code> '
         f"with the model <code>{escape(model)}</code>; made {escape(when)}.</p>"
         '<p class="note">Every figure is the <b>expression shown</b> on the faces, as the model '
-        "classifies it frame by frame: it does not measure the emotion felt.</p>"
+        "classifies it frame by frame; it is not a measure of what anyone feels.</p>"
     )
 
 
@@ -129,7 +129,8 @@ def index(
         shares = "".join(f"<td>{_pct(view.shares[e])}</td>" for e in EMOTIONS)
         rows.append(
             f'<tr><td>{image}</td><td class="name"><a href="{escape(link)}">{escape(view.name)}</a></td>'
-            f"<td>{_seconds(s['duration'])}</td><td>{s['faces']}</td><td>{s['tracks']}</td>"
+            f"<td>{'image' if view.is_still else _seconds(s['duration'])}</td>"
+            f"<td>{s['faces']}</td><td>{s['tracks']}</td>"
             f'<td class="name">{top}</td>{shares}</tr>'
         )
     charts = "".join(_img(png, "image/png", "comparison of the videos") for png in compare)
@@ -167,7 +168,7 @@ def audience(groups: list[AudienceGroup]) -> str:
 def video_section(view: VideoView, images: VideoImages, anchor: str) -> str:
     """Everything about one video: figures, charts, key moments and tracks."""
     s = view.summary
-    sampling = "every frame" if pd.isna(s["sample_fps"]) else f"{s['sample_fps']:g} fps"
+    sampling = "every frame" if pd.isna(s["sample_fps"]) else f"{s['sample_fps']:g} per second"
     parts = [
         f'<section class="video" id="{escape(anchor)}"><h2>{escape(view.name)}</h2>',
         f'<p class="note"><code>{escape(s["path"])}</code> · {_seconds(s["duration"])} · '
@@ -182,10 +183,14 @@ def video_section(view: VideoView, images: VideoImages, anchor: str) -> str:
         )
     if images.missing:
         parts.append(f'<p class="note">{escape(images.missing)}</p>')
-    parts.append(_img(images.timeline, "image/png", f"timeline of {view.name}"))
-    parts.append(_windows(view))
+    if images.picture:
+        parts.append(_img(images.picture, "image/jpeg", view.name))
+    if not view.is_still:
+        parts.append(_img(images.charts["timeline"], "image/png", f"timeline of {view.name}"))
+        parts.append(_windows(view))
     parts.append(_moments(view.moments, images))
-    parts.append(_tracks(view, images))
+    if not view.is_still:
+        parts.append(_tracks(view, images))
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -238,11 +243,11 @@ def _tracks(view: VideoView, images: VideoImages) -> str:
     for track in view.tracks.itertuples():
         label = view.track_faces[track.track]
         caption = (
-            f"track {track.track}: {track.frames} frames, {track.first_timestamp:.1f}&ndash;"
+            f"track {track.track}: {track.frames} frames, {track.first_timestamp:.1f} to "
             f"{track.last_timestamp:.1f} s, mostly {track.emotion}"
         )
         figures.append(
             f"<figure>{_face(images, label, caption)}<figcaption>{escape(caption)}</figcaption></figure>"
         )
-    chart = _img(images.tracks, "image/png", f"tracks of {view.name}") if images.tracks else ""
+    chart = _img(images.charts["tracks"], "image/png", f"tracks of {view.name}")
     return f'<h3>Longest tracks</h3><div class="strip">{"".join(figures)}</div>{chart}'
