@@ -88,6 +88,7 @@ def main() -> None:
     root = args.keep or Path(tempfile.mkdtemp(prefix="fervideo-report-size-"))
     rng = np.random.default_rng(0)
     try:
+        root.mkdir(parents=True, exist_ok=True)
         clip = root / "clip.mp4"
         boxes = source_clip(clip)
         out = root / "out"

@@ -99,8 +99,9 @@ class ReportConfig:
         edge_seconds: seconds of the opening and ending figures.
         moment_faces: face thumbnails shown per key moment.
         longest_tracks: tracks whose traces are drawn.
-        thumb_width: pixels, width of a video's thumbnail.
-        picture_width: pixels, width of a still image shown with its faces' boxes.
+        thumb_width: pixels, the most a video's thumbnail is wide.
+        thumb_height: pixels, the most a video's thumbnail is high.
+        picture_width: pixels, the most a still image shown with its faces' boxes is wide or high.
         face_px: pixels, side of a face thumbnail.
         jpeg_quality: quality (0-100) of the embedded thumbnails.
         chart_dpi: resolution of the charts.
@@ -113,6 +114,7 @@ class ReportConfig:
     moment_faces: int = 4
     longest_tracks: int = 5
     thumb_width: int = 120
+    thumb_height: int = 80
     picture_width: int = 640
     face_px: int = 96
     jpeg_quality: int = 80

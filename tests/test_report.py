@@ -228,3 +228,12 @@ def test_report_command(study: Path, tmp_path: Path):
     result = runner.invoke(app, ["report", str(study)])
     assert result.exit_code == 0 and f"report: {study / 'report.html'}" in result.output
     assert "<h2>Audience</h2>" in (study / "report.html").read_text()
+
+
+def test_a_video_with_damaged_tables_is_left_out(study: Path):
+    store = ResultStore(study)
+    damaged = store.finished()[0]
+    store.path("timeline", damaged).write_bytes(b"not parquet")
+    text = write_report(study).read_text()
+    assert f"Left out, their tables cannot be read: {damaged}." in text
+    assert f'id="v-{damaged}"' not in text and text.count('<section class="video"') == 4

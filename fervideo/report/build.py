@@ -23,14 +23,17 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
+import pyarrow as pa
 
 from fervideo.annotation import draw_faces
 from fervideo.atomic import write_text_atomically
 from fervideo.config import ReportConfig
 from fervideo.errors import FervideoError
-from fervideo.report import charts, html
+from fervideo.report import charts
+from fervideo.report import html as markup
 from fervideo.report.audience import audience_table, video_groups, write_audience
 from fervideo.report.data import VideoView
 from fervideo.report.thumbs import face_crop, jpeg, shrink, source_frames
@@ -44,7 +47,7 @@ ReportProgress = Callable[[int, int], None]
 
 def write_report(
     out_dir: str | Path,
-    html_file: str | Path | None = None,
+    html: str | Path | None = None,
     config: ReportConfig | None = None,
     on_progress: ReportProgress | None = None,
 ) -> Path:
@@ -52,7 +55,7 @@ def write_report(
 
     Args:
         out_dir: an output folder of `fervideo analyze`.
-        html_file: the HTML file to write; default `<out_dir>/report.html`.
+        html: the HTML file to write; default `<out_dir>/report.html`.
         config: report settings (grouping, paging, sizes).
         on_progress: called after each video.
 
@@ -73,7 +76,7 @@ def write_report(
         raise FervideoError(
             f"{out_dir} holds no analysed video; run `fervideo analyze VIDEOS --out {out_dir}` first."
         )
-    page = Path(html_file) if html_file is not None else Path(out_dir) / "report.html"
+    page = Path(html) if html is not None else Path(out_dir) / "report.html"
     assets = page.with_name(f"{page.stem}_files")
     staging = page.with_name(f".{assets.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
@@ -103,38 +106,49 @@ def _write_pages(
     inline = len(videos) <= config.inline_videos
     if not inline:
         (staging / "videos").mkdir()
-    views, thumbnails, links, sections = [], [], [], []
+    rows: list[markup.IndexRow] = []
+    sections: dict[str, str] = {}
+    unreadable: list[str] = []
     for done, video in enumerate(videos, 1):
-        view = VideoView.of(store.read(video), config)
+        try:
+            tables = store.read(video)
+        except (OSError, pa.ArrowException) as err:  # one damaged video never stops the report
+            log.warning("%s: its tables cannot be read (%s); left out of the report", video, err)
+            unreadable.append(video)
+            continue
+        view = VideoView.of(tables, config)
         images = _images(view, config)
         for name, png in images.charts.items():
             (staging / "charts" / f"{video}-{name}.png").write_bytes(png)
         anchor = f"v-{video}"
-        section = html.video_section(view, images, anchor)
+        section = markup.video_section(view, images, anchor)
         if inline:
-            sections.append(section)
-            links.append(f"#{anchor}")
+            sections[video] = section
+            link = f"#{anchor}"
         else:
-            back = f'<nav><a href="../../{page.name}">← all videos</a></nav>'
+            back = f'<nav><a href="../../{quote(page.name)}">← all videos</a></nav>'
             (staging / "videos" / f"{video}.html").write_text(
-                html.document(view.name, back + section), "utf-8"
+                markup.document(view.name, back + section), "utf-8"
             )
-            links.append(f"{assets.name}/videos/{video}.html")
-        views.append(_light(view))
-        thumbnails.append(images.thumbnail)
+            link = f"{quote(assets.name)}/videos/{quote(video)}.html"
+        rows.append(markup.IndexRow(_light(view), images.thumbnail, link))
         if on_progress:
             on_progress(done, len(videos))
+    if not rows:
+        raise FervideoError(f"no video's tables in {store.root} can be read.")
+    rows.sort(key=lambda row: (row.view.summary["path"], row.view.video))
+    views = [row.view for row in rows]
     compare = _compare(views, staging, config)
     groups = _audience(store.root, views, staging, config)
     model = ", ".join(sorted({v.summary["model"] for v in views}))
     when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     body = [
-        html.header(str(store.root), len(views), model, when),
-        html.index(views, thumbnails, links, compare),
-        html.audience(groups) if groups else "",
-        *sections,
+        markup.header(str(store.root), len(views), model, when, unreadable),
+        markup.index(rows, compare),
+        markup.audience(groups) if groups else "",
+        *(sections[view.video] for view in views if view.video in sections),
     ]
-    return html.document("fervideo report", "\n".join(body))
+    return markup.document("fervideo report", "\n".join(body))
 
 
 def _light(view: VideoView) -> VideoView:
@@ -142,7 +156,7 @@ def _light(view: VideoView) -> VideoView:
     return replace(view, faces=view.faces.head(0), tracks=view.tracks.head(0), moments=[], track_faces={})
 
 
-def _images(view: VideoView, config: ReportConfig) -> html.VideoImages:
+def _images(view: VideoView, config: ReportConfig) -> markup.VideoImages:
     """The video's charts, and its thumbnails cut from the source when it is still there."""
     pngs = {}
     if not view.is_still:
@@ -168,14 +182,14 @@ def _images(view: VideoView, config: ReportConfig) -> html.VideoImages:
             crop = face_crop(image, face["x"], face["y"], face["w"], face["h"], config.face_px)
             faces[label] = jpeg(crop, config.jpeg_quality)
         if index == view.thumbnail_frame:
-            thumbnail = jpeg(shrink(image, config.thumb_width), config.jpeg_quality)
+            thumbnail = jpeg(shrink(image, config.thumb_width, config.thumb_height), config.jpeg_quality)
         if view.is_still:
             boxed = draw_faces(image, view.faces)
-            picture = jpeg(shrink(boxed, config.picture_width), config.jpeg_quality)
+            picture = jpeg(shrink(boxed, config.picture_width, config.picture_width), config.jpeg_quality)
     missing = ""
     if thumbnail is None and not faces:
         missing = f"No thumbnails: the source is no longer readable at {view.summary['path']}."
-    return html.VideoImages(pngs, thumbnail, picture, faces, missing)
+    return markup.VideoImages(pngs, thumbnail, picture, faces, missing)
 
 
 def _compare(views: list[VideoView], staging: Path, config: ReportConfig) -> list[bytes]:
@@ -193,7 +207,7 @@ def _compare(views: list[VideoView], staging: Path, config: ReportConfig) -> lis
 
 def _audience(
     out_dir: Path, views: list[VideoView], staging: Path, config: ReportConfig
-) -> list[html.AudienceGroup]:
+) -> list[markup.AudienceGroup]:
     """Audience tables (written under `out_dir`) and charts of the videos' groups."""
     groups = video_groups({v.video: v.summary["path"] for v in views}, config.groups)
     timelines = {v.video: v.timeline for v in views}
@@ -203,7 +217,7 @@ def _audience(
     for name, table in tables.items():
         png = charts.audience_chart(table, config.chart_dpi)
         (staging / "charts" / f"audience-{name}.png").write_bytes(png)
-        result.append(html.AudienceGroup(name, table, png, str(files[name])))
+        result.append(markup.AudienceGroup(name, table, png, str(files[name])))
     return result
 
 

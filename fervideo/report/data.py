@@ -105,7 +105,9 @@ class VideoView:
 
     @property
     def name(self) -> str:
-        return Path(self.summary["path"]).name
+        """The source's folder and file name, e.g. "ad1/viewer3.mp4"."""
+        path = Path(self.summary["path"])
+        return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
     @property
     def is_still(self) -> bool:

@@ -75,6 +75,15 @@ class VideoImages:
 
 
 @dataclass(frozen=True)
+class IndexRow:
+    """A video in the index: its view, thumbnail (JPEG, None without the source) and link."""
+
+    view: VideoView
+    thumbnail: bytes | None
+    link: str
+
+
+@dataclass(frozen=True)
 class AudienceGroup:
     """One group of the audience view: its table, chart and file."""
 
@@ -102,33 +111,37 @@ def _seconds(value: float) -> str:
     return f"{value:.1f} s"
 
 
-def header(out_dir: str, videos: int, model: str, when: str) -> str:
+def header(out_dir: str, videos: int, model: str, when: str, unreadable: list[str]) -> str:
+    left_out = (
+        f'<p class="warn">Left out, their tables cannot be read: {escape(", ".join(unreadable))}.</p>'
+        if unreadable
+        else ""
+    )
     return (
         "<h1>fervideo report</h1>"
         f'<p class="note">Videos: {videos}, analysed in <code>{escape(out_dir)}</code> '
         f"with the model <code>{escape(model)}</code>; made {escape(when)}.</p>"
         '<p class="note">Every figure is the <b>expression shown</b> on the faces, as the model '
         "classifies it frame by frame; it is not a measure of what anyone feels.</p>"
+        f"{left_out}"
     )
 
 
-def index(
-    views: list[VideoView], thumbnails: list[bytes | None], links: list[str], compare: list[bytes]
-) -> str:
-    """The index of every video: a comparison chart and one table row per video."""
+def index(rows: list[IndexRow], compare: list[bytes]) -> str:
+    """The index of every video: comparison charts and one table row per video."""
     head = "".join(f"<th>{_key(e)}</th>" for e in EMOTIONS)
-    rows = []
-    for view, thumbnail, link in zip(views, thumbnails, links, strict=True):
-        s = view.summary
+    cells = []
+    for row in rows:
+        view, s = row.view, row.view.summary
         image = (
-            _img(thumbnail, "image/jpeg", view.name, "thumb")
-            if thumbnail
+            _img(row.thumbnail, "image/jpeg", view.name, "thumb")
+            if row.thumbnail
             else '<div class="noimg">no image</div>'
         )
         top = _key(s["emotion"]) if isinstance(s["emotion"], str) else "&ndash;"
         shares = "".join(f"<td>{_pct(view.shares[e])}</td>" for e in EMOTIONS)
-        rows.append(
-            f'<tr><td>{image}</td><td class="name"><a href="{escape(link)}">{escape(view.name)}</a></td>'
+        cells.append(
+            f'<tr><td>{image}</td><td class="name"><a href="{escape(row.link)}">{escape(view.name)}</a></td>'
             f"<td>{'image' if view.is_still else _seconds(s['duration'])}</td>"
             f"<td>{s['faces']}</td><td>{s['tracks']}</td>"
             f'<td class="name">{top}</td>{shares}</tr>'
@@ -139,7 +152,7 @@ def index(
         '<p class="note">Share of each video\'s faces (one per face per analysed frame) showing each '
         "expression; top expression: the highest mean probability over all faces.</p>"
         f'{charts}<table><tr><th></th><th class="name">video</th><th>duration</th><th>faces</th>'
-        f'<th>tracks</th><th class="name">top expression</th>{head}</tr>{"".join(rows)}</table>'
+        f'<th>tracks</th><th class="name">top expression</th>{head}</tr>{"".join(cells)}</table>'
     )
 
 

@@ -70,12 +70,13 @@ def face_crop(
     return cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
 
 
-def shrink(image: np.ndarray, width: int) -> np.ndarray:
-    """The image scaled to `width` pixels wide (never enlarged)."""
-    if image.shape[1] <= width:
+def shrink(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The image scaled down to fit in `width` x `height` pixels (never enlarged)."""
+    scale = min(width / image.shape[1], height / image.shape[0])
+    if scale >= 1:
         return image
-    height = max(1, round(image.shape[0] * width / image.shape[1]))
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def jpeg(image: np.ndarray, quality: int) -> bytes:
