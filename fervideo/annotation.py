@@ -163,16 +163,9 @@ def draw_faces(image: np.ndarray, faces: pd.DataFrame) -> np.ndarray:
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font, 1)
         top = y0 - th - base - 2 * thickness if y0 - th - base - 2 * thickness >= 0 else y1
         cv2.rectangle(image, (x0, top), (x0 + tw + 2 * thickness, top + th + base + thickness), color, -1)
-        cv2.putText(
-            image,
-            label,
-            (x0 + thickness, top + th + thickness),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            font,
-            (0, 0, 0),
-            1,
-            cv2.LINE_AA,
-        )
+        ink = (0, 0, 0) if 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2] > 110 else (255, 255, 255)
+        origin = (x0 + thickness, top + th + thickness)
+        cv2.putText(image, label, origin, cv2.FONT_HERSHEY_SIMPLEX, font, ink, 1, cv2.LINE_AA)
     return image
 
 

@@ -144,8 +144,8 @@ def _write_pages(
     when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     body = [
         markup.header(str(store.root), len(views), model, when, unreadable),
-        markup.index(rows, compare),
         markup.audience(groups) if groups else "",
+        markup.index(rows, compare),
         *(sections[view.video] for view in views if view.video in sections),
     ]
     return markup.document("fervideo report", "\n".join(body))

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from fervideo.core import EMOTIONS
@@ -92,7 +93,7 @@ def tracks_chart(faces: pd.DataFrame, tracks: pd.DataFrame, duration: float, dpi
     axes[0].set_title("Longest tracks: probability of each expression shown", loc="left", fontsize=10)
     axes[-1].set_xlabel("second")
     fig.legend(
-        [_patch(e) for e in reversed(EMOTIONS)],
+        [Patch(color=COLORS[e]) for e in reversed(EMOTIONS)],
         list(reversed(EMOTIONS)),
         loc="upper left",
         bbox_to_anchor=(0.91, 0.9),
@@ -121,12 +122,6 @@ def compare_chart(names: Sequence[str], shares: pd.DataFrame, dpi: int) -> bytes
         loc="lower left", bbox_to_anchor=(0.0, 1.02 + 0.4 / len(names)), ncols=7, fontsize=8, frameon=False
     )
     return _png(fig, dpi)
-
-
-def _patch(emotion: str):
-    from matplotlib.patches import Patch
-
-    return Patch(color=COLORS[emotion])
 
 
 def _short(name: str, width: int = 40) -> str:
