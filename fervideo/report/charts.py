@@ -45,6 +45,7 @@ def _count_steps(ax, seconds: np.ndarray, counts: np.ndarray, ylabel: str, color
     ax.plot(x, y, color=color, linewidth=1)
     ax.set(ylim=(0, max(1.0, float(np.max(counts, initial=0)) * 1.15)), ylabel=ylabel, xlabel="second")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(axis="y", alpha=0.3)
 
 

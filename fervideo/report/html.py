@@ -26,8 +26,8 @@ h1 { font-size: 24px; margin: 8px 0 4px; } h2 { font-size: 19px; margin: 28px 0 
 h3 { font-size: 15px; margin: 16px 0 6px; }
 .note { color: #555; } .warn { color: #a33; }
 section.video { border-top: 2px solid #ddd; margin-top: 28px; }
-table { border-collapse: collapse; margin: 6px 0; }
-th, td { padding: 3px 8px; border-bottom: 1px solid #e4e4e4; text-align: right; vertical-align: middle; }
+table { border-collapse: collapse; margin: 6px 0; font-size: 13px; }
+th, td { padding: 3px 6px; border-bottom: 1px solid #e4e4e4; text-align: right; vertical-align: middle; }
 th { background: #f6f6f6; font-weight: 600; } td.name, th.name { text-align: left; }
 img.chart { max-width: 100%; display: block; margin: 6px 0; }
 img.thumb { display: block; border-radius: 3px; }
@@ -182,12 +182,17 @@ def video_section(view: VideoView, images: VideoImages, anchor: str) -> str:
     """Everything about one video: figures, charts, key moments and tracks."""
     s = view.summary
     sampling = "every frame" if pd.isna(s["sample_fps"]) else f"{s['sample_fps']:g} per second"
+    size = f"{s['width']}&times;{s['height']}"
+    timing = (
+        f"image · {size}"
+        if view.is_still
+        else f"{_seconds(s['duration'])} · {s['fps']:.2f} fps · {size} · frames analysed: "
+        f"{s['frames_analysed']} ({sampling})"
+    )
     parts = [
         f'<section class="video" id="{escape(anchor)}"><h2>{escape(view.name)}</h2>',
-        f'<p class="note"><code>{escape(s["path"])}</code> · {_seconds(s["duration"])} · '
-        f"{s['fps']:.2f} fps · {s['width']}&times;{s['height']} · frames analysed: {s['frames_analysed']} "
-        f"({sampling}) · faces: {s['faces']} · tracks: {s['tracks']} · model {escape(s['model'])}, "
-        f"detector {escape(s['detector'])}</p>",
+        f'<p class="note"><code>{escape(s["path"])}</code> · {timing} · faces: {s["faces"]} · '
+        f"tracks: {s['tracks']} · model {escape(s['model'])}, detector {escape(s['detector'])}</p>",
     ]
     if not s["complete"]:
         parts.append(
@@ -201,7 +206,7 @@ def video_section(view: VideoView, images: VideoImages, anchor: str) -> str:
     if not view.is_still:
         parts.append(_img(images.charts["timeline"], "image/png", f"timeline of {view.name}"))
         parts.append(_windows(view))
-    parts.append(_moments(view.moments, images))
+    parts.append(_stills(view.moments, images) if view.is_still else _moments(view.moments, images))
     if not view.is_still:
         parts.append(_tracks(view, images))
     parts.append("</section>")
@@ -229,24 +234,38 @@ def _face(images: VideoImages, label: int, caption: str) -> str:
     return _img(data, "image/jpeg", caption, "thumb") if data else ""
 
 
+def _moment_faces(moment: KeyMoment, images: VideoImages) -> str:
+    return "".join(
+        _face(images, label, f"track {row.track}: {moment.emotion} {getattr(row, moment.emotion):.2f}")
+        for label, row in zip(moment.faces.index, moment.faces.itertuples(), strict=True)
+    )
+
+
 def _moments(moments: list[KeyMoment], images: VideoImages) -> str:
     if not moments:
         return '<h3>Key moments</h3><p class="note">No faces, so no key moments.</p>'
-    figures = []
-    for m in moments:
-        faces = "".join(
-            _face(images, label, f"track {row.track}: {m.emotion} {getattr(row, m.emotion):.2f}")
-            for label, row in zip(m.faces.index, m.faces.itertuples(), strict=True)
-        )
-        figures.append(
-            f'<figure><div class="faces">{faces}</div><figcaption>{_key(m.emotion)} peaks at '
-            f"{m.second} s: {_pct(m.share)} of faces show it ({m.on_screen:.1f} on screen)"
-            "</figcaption></figure>"
-        )
+    figures = "".join(
+        f'<figure><div class="faces">{_moment_faces(m, images)}</div><figcaption>{_key(m.emotion)} peaks '
+        f"at {m.second} s: {_pct(m.share)} of faces show it ({m.on_screen:.1f} on screen)"
+        "</figcaption></figure>"
+        for m in moments
+    )
     return (
         '<h3>Key moments</h3><p class="note">The second where each expression\'s share of faces is '
-        f'highest, with faces showing it then.</p><div class="strip">{"".join(figures)}</div>'
+        f'highest, with faces showing it then.</p><div class="strip">{figures}</div>'
     )
+
+
+def _stills(moments: list[KeyMoment], images: VideoImages) -> str:
+    """An image's faces, by the expression they show."""
+    if not moments:
+        return '<p class="note">No faces.</p>'
+    figures = "".join(
+        f'<figure><div class="faces">{_moment_faces(m, images)}</div><figcaption>{_key(m.emotion)}: '
+        f"{_pct(m.share)} of faces</figcaption></figure>"
+        for m in moments
+    )
+    return f'<h3>Faces by expression shown</h3><div class="strip">{figures}</div>'
 
 
 def _tracks(view: VideoView, images: VideoImages) -> str:
