@@ -7,6 +7,8 @@ Example:
     >>> timeline.plot(x="second", y=["happy", "neutral"])
     >>> results = fervideo.analyze_many(["clips/"], "fervideo-out")  # one bad file stops nothing
     >>> faces, timeline, tracks, summary = fervideo.read_results("fervideo-out")  # every video
+    >>> fervideo.write_report("fervideo-out")  # fervideo-out/report.html, offline HTML
+    >>> fervideo.annotate("ad.mp4", "ad-annotated.mp4", tables="fervideo-out")
 
 `import fervideo` is instant: the public names below load their modules (and TensorFlow,
 OpenCV, Arrow) on first use.
@@ -47,11 +49,15 @@ _EXPORTS = {
     "read_results": "fervideo.store",
     "list_models": "fervideo.catalog",
     "resolve_model": "fervideo.catalog",
+    "write_report": "fervideo.report",
+    "read_audience": "fervideo.report",
+    "annotate": "fervideo.annotation",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from fervideo.annotation import annotate
     from fervideo.catalog import list_models, resolve_model
     from fervideo.classify import ExpressionClassifier
     from fervideo.config import AnalyzeConfig
@@ -61,6 +67,7 @@ if TYPE_CHECKING:
     from fervideo.detect import DETECTORS, FaceDetector, get_detector
     from fervideo.errors import FervideoError
     from fervideo.pipeline import Analyzer, VideoResult, analyze, analyze_many, expand_inputs
+    from fervideo.report import read_audience, write_report
     from fervideo.store import ResultStore, read_results
     from fervideo.tables import Tables
     from fervideo.track import IoUTracker

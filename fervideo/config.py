@@ -82,6 +82,74 @@ def _positive(value: float) -> bool:
     return math.isfinite(value) and value > 0
 
 
+#: How `fervideo report` groups videos into audiences (see `fervideo.report.audience`).
+GROUPINGS = ("auto", "folders", "none")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Settings of `fervideo report`.
+
+    Attributes:
+        groups: "auto" (an audience per folder when the videos form a folder of folders),
+            "folders" (always one audience per parent folder) or "none".
+        inline_videos: up to this many videos, every video's section is in the one HTML file;
+            beyond, each video gets its own page and the file is an index.
+        compare_videos: videos per comparison chart (a longer index gets several charts).
+        edge_seconds: seconds of the opening and ending figures.
+        moment_faces: face thumbnails shown per key moment.
+        longest_tracks: tracks whose traces are drawn.
+        thumb_width: pixels, the most a video's thumbnail is wide.
+        thumb_height: pixels, the most a video's thumbnail is high.
+        picture_width: pixels, the most a still image shown with its faces' boxes is wide or high.
+        face_px: pixels, side of a face thumbnail.
+        jpeg_quality: quality (0-100) of the embedded thumbnails.
+        chart_dpi: resolution of the charts.
+    """
+
+    groups: str = "auto"
+    inline_videos: int = 20
+    compare_videos: int = 50
+    edge_seconds: int = 3
+    moment_faces: int = 4
+    longest_tracks: int = 5
+    thumb_width: int = 120
+    thumb_height: int = 80
+    picture_width: int = 640
+    face_px: int = 96
+    jpeg_quality: int = 80
+    chart_dpi: int = 80
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("groups", self.groups in GROUPINGS, f"one of {', '.join(GROUPINGS)}"),
+            ("inline_videos", self.inline_videos >= 0, "an integer >= 0"),
+            ("compare_videos", self.compare_videos >= 1, "an integer >= 1"),
+            ("edge_seconds", self.edge_seconds >= 1, "an integer >= 1"),
+            ("jpeg_quality", 0 <= self.jpeg_quality <= 100, "an integer in [0, 100]"),
+        )
+        for name, ok, expected in checks:
+            if not ok:
+                raise SettingError(f"ReportConfig.{name} must be {expected}, but got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class AnnotateConfig:
+    """Settings of `fervideo annotate`'s output video.
+
+    Attributes:
+        video_codecs: encoders tried in order (the first PyAV's FFmpeg has is used).
+        crf: libx264's constant rate factor (lower is better quality, larger files).
+        mpeg4_qscale: the mpeg4 encoder's quantiser (2-31, lower is better) when x264 is missing.
+        copy_audio: audio codecs copied into the MP4 as they are; others are re-encoded as AAC.
+    """
+
+    video_codecs: tuple[str, ...] = ("libx264", "mpeg4")
+    crf: int = 20
+    mpeg4_qscale: int = 3
+    copy_audio: tuple[str, ...] = ("aac", "mp3", "ac3", "eac3", "alac", "opus", "flac")
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     """On-the-fly training augmentation (the study's flip, zoom and rotation, plus shift

@@ -8,6 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fervideo.core import EMOTIONS
@@ -67,3 +68,29 @@ def media() -> Path:
 def example_video() -> Path:
     assert EXAMPLE_VIDEO.is_file(), "examples/astronaut.mp4 is part of the repo"
     return EXAMPLE_VIDEO
+
+
+@pytest.fixture(scope="session")
+def ads_analysed(tmp_path_factory: pytest.TempPathFactory, classifier) -> Path:
+    """An output folder of the real pipeline (fake detector, tiny model) over a folder of
+    folders: ads/ad_a/ and ads/ad_b/, two 2-second recordings each (128x96, 10 fps)."""
+    from fervideo.config import AnalyzeConfig
+    from fervideo.pipeline import Analyzer, analyze_many
+    from tests.helpers import FakeDetector, write_video
+
+    root = tmp_path_factory.mktemp("ads")
+    rng = np.random.default_rng(0)
+    for ad in ("ad_a", "ad_b"):
+        (root / "ads" / ad).mkdir(parents=True)
+        for viewer in ("viewer1", "viewer2"):
+            noise = rng.integers(0, 256, (20, 96, 128, 3), np.uint8)
+            write_video(
+                root / "ads" / ad / f"{viewer}.mp4", 20, (128, 96), 10.0, lambda i, noise=noise: noise[i]
+            )
+    analyzer = Analyzer(
+        AnalyzeConfig(fps=5.0), detector=FakeDetector((30, 20, 80, 70)), classifier=classifier
+    )
+    out = root / "out"
+    results = analyze_many([root / "ads"], out, analyzer=analyzer)
+    assert [r.status for r in results] == ["done"] * 4
+    return out

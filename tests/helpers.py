@@ -190,3 +190,63 @@ def imported_after(statement: str, env: dict[str, str] | None = None) -> dict:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     return json.loads(result.stdout)
+
+
+def write_clip_with_audio(
+    path: Path,
+    n_frames: int = 12,
+    fps: int = 10,
+    size: tuple[int, int] = (96, 64),
+    audio_codec: str = "aac",
+    sample_rate: int = 16000,
+    tone_hz: float = 440.0,
+) -> Path:
+    """An H.264 clip of `n_frames` flat grey frames (frame i has value 60 + 5 i) with a mono
+    sine tone of the same length, encoded with `audio_codec` (e.g. "aac", or "pcm_s16le" in
+    a ".mkv", which MP4 does not take as it is)."""
+    from fractions import Fraction
+
+    import av
+
+    width, height = size
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        audio = container.add_stream(audio_codec, rate=sample_rate, layout="mono")
+        for i in range(n_frames):
+            image = np.full((height, width, 3), 60 + 5 * i, np.uint8)
+            container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        t = np.arange(sample_rate * n_frames // fps) / sample_rate
+        samples = (0.3 * 32767 * np.sin(2 * np.pi * tone_hz * t)).astype(np.int16)
+        for start in range(0, len(samples), 1024):
+            frame = av.AudioFrame.from_ndarray(
+                samples[None, start : start + 1024], format="s16", layout="mono"
+            )
+            frame.sample_rate, frame.pts, frame.time_base = sample_rate, start, Fraction(1, sample_rate)
+            container.mux(audio.encode(frame))
+        container.mux(video.encode())
+        container.mux(audio.encode())
+    return path
+
+
+def synthetic_faces(
+    rows: Sequence[tuple[float, int, Sequence[float]]],
+    fps: float,
+    box: Sequence[float] = (20, 10, 60, 50),
+) -> tuple[Faces, np.ndarray]:
+    """Classified, tracked `Faces` from (time in seconds, track, 7 probabilities) rows, all at
+    `box`, with their frame indices at `fps`; and their timestamps."""
+    times = np.array([r[0] for r in rows], np.float64)
+    faces = make_faces(
+        [box] * len(rows),
+        frame_index=np.rint(times * fps).astype(np.int64),
+        probs=[r[2] for r in rows],
+        track_id=[r[1] for r in rows],
+    )
+    return faces, times
+
+
+def one_hot(emotion: str, p: float = 0.9) -> list[float]:
+    """Probabilities with `p` on `emotion` and the rest spread evenly."""
+    rest = (1 - p) / (len(EMOTIONS) - 1)
+    return [p if e == emotion else rest for e in EMOTIONS]

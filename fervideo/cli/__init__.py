@@ -70,4 +70,4 @@ def main() -> None:
 
 
 # The commands register themselves on `app` when imported.
-from fervideo.cli import analyze, models, training  # noqa: E402, F401
+from fervideo.cli import analyze, annotate, models, report, training  # noqa: E402, F401
