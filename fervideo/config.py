@@ -152,14 +152,16 @@ class AnnotateConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """On-the-fly training augmentation (the study's flip, zoom and rotation, plus shift
-    and random erasing)."""
+    """On-the-fly training augmentation (the study's flip, zoom and rotation, plus shift,
+    random erasing, and low resolution: the share of images shown as a small face, 20 or 32
+    px, upscaled, as small faces in video reach the model)."""
 
     flip: bool = True
     zoom: float = 0.15
     rotation_deg: float = 15.0
     shift: float = 0.1
     erasing: float = 0.25
+    low_resolution: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -177,6 +177,8 @@ def _augment_text(augment: dict) -> str:
         parts.append(f"shift ±{augment['shift']:.0%}")
     if augment["erasing"]:
         parts.append(f"random erasing (p={augment['erasing']})")
+    if augment.get("low_resolution"):
+        parts.append(f"low resolution, 20 or 32 px upscaled (p={augment['low_resolution']})")
     return ", ".join(parts) or "none"
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import keras
 import numpy as np
 import pytest
@@ -121,3 +122,20 @@ def test_imagenet_weights_offline_without_a_file(tmp_path: Path, monkeypatch):
 def test_explicit_imagenet_file_must_exist(tmp_path: Path):
     with pytest.raises(FervideoError, match="does not exist"):
         imagenet_weights_path(tmp_path / "missing.h5")
+
+
+def test_low_resolution_shows_a_share_of_the_faces_small_and_none_at_inference():
+    from fervideo.training.augment import RandomResolution
+
+    rng = np.random.default_rng(0)
+    faces = rng.uniform(0, 255, (400, 48, 48, 1)).astype("float32")
+    layer = RandomResolution(0.5, seed=3)
+    shown = np.asarray(layer(faces, training=True))
+    changed = np.abs(shown - faces).reshape(len(faces), -1).max(axis=1) > 1
+    assert 0.4 < changed.mean() < 0.6  # about half of them
+    small = cv2.resize(cv2.resize(faces[0, ..., 0], (20, 20), interpolation=cv2.INTER_AREA), (48, 48))
+    both = [np.abs(shown[i, ..., 0] - faces[i, ..., 0]).mean() for i in np.flatnonzero(changed)[:5]]
+    assert all(b > 10 for b in both) and np.abs(small - faces[0, ..., 0]).mean() > 10  # noise blurred away
+    np.testing.assert_array_equal(np.asarray(layer(faces, training=False)), faces)
+    restored = RandomResolution.from_config(layer.get_config())
+    assert (restored.rate, restored.sizes) == (0.5, (20, 32))
