@@ -1,0 +1,486 @@
+"""The Ray engine: `analyze_many`'s videos on a Ray cluster, one whole video per actor task.
+
+Layout (sized by `RayConfig` to the cluster's free resources):
+
+- video actors (`VideoWorker`, `actor_cpus` each): an `Analyzer` loaded once per actor runs
+  whole videos through `pipeline.analyze_one`, so frame order within a video, the per-video
+  lock, the one-line failures and the tables are the local engine's. Results go through the
+  same store into the output folder, which every node must see at the same path.
+- classifier actors (`ClassifyWorker`, `classify_gpus` each), where the cluster has GPUs or
+  `classify_actors` asks for them: the video actors send them face crops (48x48 grayscale,
+  never frames), `classify_chunk_frames` frames' worth per request, through a
+  `RemoteClassifier`, which has `ExpressionClassifier`'s interface, so `Analyzer` runs
+  unchanged. Without them each video actor classifies its own crops.
+- a `ray.util.queue.Queue` of (path, frames done, frames in the video) progress events, which
+  the driver drains into the caller's `on_progress`; `on_result` gets each video's result as
+  it finishes, and the results come back in input order.
+
+Faults: an actor whose process dies (killed, out of memory) is restarted by Ray, which reruns
+its constructor, and the driver sends the video to the next free actor, up to `retries` times,
+then fails that video alone. The dead writer's lock dies with its process and its staging
+folder is deleted by the next writer of that video, so a retried video's tables are those of
+an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from fervideo.catalog import resolve_model
+from fervideo.classify import ExpressionClassifier
+from fervideo.config import AnalyzeConfig, RayConfig
+from fervideo.core import EMOTIONS
+from fervideo.errors import FervideoError
+from fervideo.pipeline import Analyzer, VideoResult, analyze_one
+from fervideo.quiet import native_stderr_silenced, quiet_native_logs
+from fervideo.store import ResultStore
+
+log = logging.getLogger(__name__)
+
+#: Builds a video actor's analyzer as `Analyzer(config, classifier=...)` does (the default).
+AnalyzerFactory = Callable[..., Analyzer]
+#: A video sends at most one progress event per this many seconds (and always its last one).
+_PROGRESS_EVERY_S = 0.2
+#: The driver drains progress events at least this often while it waits for results.
+_POLL_S = 0.1
+#: Driver environment variables that the actors get too, wherever they run (model folders).
+_FORWARDED_PREFIX = "FERVIDEO_"
+_MISSING_EXTRA = "the Ray engine needs Ray: pip install 'fervideo[ray]'."
+
+
+def require_ray() -> ModuleType:
+    """The `ray` module.
+
+    Raises:
+        FervideoError: Ray is not installed (the message says how to install it).
+    """
+    try:
+        import ray
+    except ImportError:
+        raise FervideoError(_MISSING_EXTRA) from None
+    return ray
+
+
+def analyze_on_ray(
+    paths: list[Path],
+    out_dir: str | Path,
+    config: AnalyzeConfig | None = None,
+    *,
+    overwrite: bool = False,
+    on_progress: Callable[[Path, int, int], None] | None = None,
+    on_result: Callable[[VideoResult], None] | None = None,
+    address: str | None = None,
+    make_analyzer: AnalyzerFactory = Analyzer,
+) -> list[VideoResult]:
+    """Analyse files on a Ray cluster; `analyze_many(..., engine="ray")` calls this.
+
+    Args:
+        paths: video or image files (`pipeline.expand_inputs`' list), readable by every node
+            at the same path.
+        out_dir: output folder, seen by every node at the same path.
+        config: the run's settings; `config.ray` lays the actors out.
+        overwrite: redo videos already finished in `out_dir`.
+        on_progress: called with (path, frames decoded, frames in the video).
+        on_result: called with each input's result as soon as it is known.
+        address: the cluster, as `ray.init` takes it ("HEAD:6379", "ray://HEAD:10001");
+            None: Ray's own lookup ($RAY_ADDRESS, as under `ray job submit`, or a cluster
+            started on this machine by `ray start`), else a local Ray instance for this run.
+            Ignored when this process is already connected to Ray.
+        make_analyzer: builds each video actor's analyzer, called as
+            `make_analyzer(config, classifier=...)`; it must be importable on the workers.
+
+    Returns:
+        One result per path, in the order of `paths`.
+
+    Raises:
+        FervideoError: Ray is missing, the cluster cannot be reached, or the model or the
+            detector cannot be loaded (before any input is analysed).
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        return []
+    config = _portable(config or AnalyzeConfig())
+    ray = require_ray()
+    started = _connect(ray, address)
+    try:
+        pool = _Pool(ray, config, len(paths), make_analyzer, progress=on_progress is not None)
+        try:
+            results = pool.analyze(paths, Path(out_dir), overwrite, on_progress, on_result)
+        finally:
+            pool.close()
+    finally:
+        if started:
+            ray.shutdown()
+    with suppress(FervideoError):
+        ResultStore(out_dir).sweep()  # what killed runs left in staging
+    return results
+
+
+def _connect(ray: ModuleType, address: str | None) -> bool:
+    """Connect this process to Ray; True if this call did (and so must disconnect)."""
+    if ray.is_initialized():
+        return False
+    try:
+        # Actors' logs stay in the cluster's log files: the driver reports every outcome itself.
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        where = f"at {address}" if address else "(from $RAY_ADDRESS or `ray start`)"
+        raise FervideoError(f"cannot connect to the Ray cluster {where}: {_first_line(err)}") from None
+    return True
+
+
+def _portable(config: AnalyzeConfig) -> AnalyzeConfig:
+    """`config` with a relative model or weights file made absolute: actors run elsewhere."""
+    changes: dict[str, Any] = {}
+    if Path(config.model).exists():
+        changes["model"] = Path(config.model).absolute()
+    if config.retinaface_weights is not None:
+        changes["retinaface_weights"] = config.retinaface_weights.absolute()
+    return replace(config, **changes)
+
+
+def pool_sizes(free: dict[str, float], layout: RayConfig, inputs: int) -> tuple[int, int]:
+    """(video actors, classifier actors) for `inputs` videos on a cluster with `free`
+    resources (`ray.available_resources()`): see `RayConfig`."""
+    classify = layout.classify_actors
+    if classify is None:
+        gpus = free.get("GPU", 0.0)
+        classify = int(gpus // layout.classify_gpus) if layout.classify_gpus > 0 else 0
+    cpus = free.get("CPU", 0.0) - classify * layout.classify_cpus
+    video = layout.actors or max(1, int(cpus // layout.actor_cpus))
+    return min(video, inputs), classify
+
+
+@dataclass(frozen=True)
+class _Job:
+    path: Path
+    wait: bool  # False: report "busy" at once if another process holds the video
+
+
+class _Pool:
+    """The run's actors and progress queue on the cluster; `close` removes them."""
+
+    def __init__(
+        self,
+        ray: ModuleType,
+        config: AnalyzeConfig,
+        inputs: int,
+        make_analyzer: AnalyzerFactory,
+        progress: bool,
+    ) -> None:
+        from ray.util.queue import Queue
+
+        self.ray = ray
+        self.retries = config.ray.retries
+        layout = config.ray
+        n_video, n_classify = pool_sizes(ray.available_resources(), layout, inputs)
+        if n_classify and layout.classify_gpus > ray.cluster_resources().get("GPU", 0.0):
+            raise FervideoError(
+                f"the classifier actors need {layout.classify_gpus:g} GPU each, but the Ray cluster "
+                "has none that big; pass --classify-gpus 0 to run them on CPUs, or --classify-actors 0."
+            )
+        env = {k: v for k, v in os.environ.items() if k.startswith(_FORWARDED_PREFIX)}
+        options: dict[str, Any] = {"max_restarts": -1, "max_task_retries": 0}
+        if env:
+            options["runtime_env"] = {"env_vars": env}
+        self.events = Queue(actor_options={"num_cpus": 0}) if progress else None
+        self.classifiers = [
+            ray.remote(ClassifyWorker)
+            .options(num_cpus=layout.classify_cpus, num_gpus=layout.classify_gpus, **options)
+            .remote(config)
+            for _ in range(n_classify)
+        ]
+        self.workers = [
+            ray.remote(VideoWorker)
+            .options(num_cpus=layout.actor_cpus, **options)
+            .remote(config, os.getcwd(), index, self.classifiers, make_analyzer)
+            for index in range(n_video)
+        ]
+        log.info("Ray engine: %d video actor(s), %d classifier actor(s)", n_video, n_classify)
+
+    def close(self) -> None:
+        for actor in [*self.workers, *self.classifiers]:
+            self.ray.kill(actor)
+        if self.events is not None:
+            self.events.shutdown()
+
+    def analyze(
+        self,
+        paths: list[Path],
+        out_dir: Path,
+        overwrite: bool,
+        on_progress: Callable[[Path, int, int], None] | None,
+        on_result: Callable[[VideoResult], None] | None,
+    ) -> list[VideoResult]:
+        """Send the videos to free actors until each has a result (see the module's docstring)."""
+        ray = self.ray
+        self._check_started(self.classifiers)
+        todo = deque(_Job(path, wait=False) for path in paths)
+        # what each actor is doing: starting (job None: its `ready` call) or analysing a job
+        running: dict[Any, tuple[Any, _Job | None]] = {w.ready.remote(): (w, None) for w in self.workers}
+        idle: list[Any] = []
+        deaths: Counter[Path] = Counter()
+        results: dict[Path, VideoResult] = {}
+
+        def finish(result: VideoResult) -> None:
+            results[result.path] = result
+            if on_result:
+                on_result(result)
+
+        while len(results) < len(paths):
+            while idle and todo:
+                actor, job = idle.pop(), todo.popleft()
+                ref = actor.analyze.remote(job.path, out_dir, overwrite, job.wait, self.events)
+                running[ref] = (actor, job)
+            if not running:  # every actor is dead for good: fail what is left, lose nothing
+                while todo:
+                    path = todo.popleft().path
+                    message = f"{path}: not analysed: every Ray worker died."
+                    finish(VideoResult(path, "failed", message=message))
+                break
+            done, _ = ray.wait(list(running), num_returns=1, timeout=_POLL_S if on_progress else None)
+            self._drain(on_progress)  # a video's progress reaches the caller before its result
+            for ref in done:
+                actor, job = running.pop(ref)
+                try:
+                    value = ray.get(ref)
+                except ray.exceptions.RayActorError as err:
+                    if job is None and err.actor_init_failed:
+                        raise FervideoError(f"the Ray workers could not start: {_first_line(err)}") from None
+                    if not isinstance(err, ray.exceptions.ActorDiedError):
+                        idle.append(actor)  # its process died: Ray restarts it
+                    if job is not None:
+                        deaths[job.path] += 1
+                        if deaths[job.path] <= self.retries:
+                            log.warning(
+                                "%s: the Ray worker analysing it died (%s); retry %d of %d",
+                                job.path,
+                                type(err).__name__,
+                                deaths[job.path],
+                                self.retries,
+                            )
+                            todo.appendleft(job)
+                        else:
+                            finish(_died(job.path, deaths[job.path], err))
+                    continue
+                except ray.exceptions.RayError as err:  # not the actor: the task itself broke
+                    idle.append(actor)
+                    cause = getattr(err, "cause", None) or err
+                    message = f"{job.path}: unexpected error on the Ray worker ({_first_line(cause)})."
+                    finish(VideoResult(job.path, "failed", message=message))
+                    continue
+                idle.append(actor)
+                if job is None:  # an actor has started, or says why it could not
+                    if value:
+                        raise FervideoError(value)
+                elif value.status == "busy":  # another process holds it: wait for it at the end
+                    todo.append(_Job(job.path, wait=True))
+                else:
+                    finish(replace(value, path=job.path))
+        return [results[path] for path in paths]
+
+    def _check_started(self, actors: list[Any]) -> None:
+        """Wait until `actors` have loaded what they hold.
+
+        Raises:
+            FervideoError: one of them could not (model or detector missing or broken).
+        """
+        ray = self.ray
+        try:
+            errors = ray.get([actor.ready.remote() for actor in actors])
+        except ray.exceptions.RayActorError as err:
+            raise FervideoError(f"the Ray classifier actors could not start: {_first_line(err)}") from None
+        if error := next(filter(None, errors), None):
+            raise FervideoError(error)
+
+    def _drain(self, on_progress: Callable[[Path, int, int], None] | None) -> None:
+        if on_progress and self.events is not None and (waiting := self.events.qsize()):
+            for path, done, total in self.events.get_nowait_batch(waiting):
+                on_progress(path, done, total)
+
+
+def _died(path: Path, times: int, err: Exception) -> VideoResult:
+    return VideoResult(
+        path,
+        "failed",
+        message=f"{path}: the Ray worker analysing it died {times} time{'s' if times > 1 else ''} "
+        f"({type(err).__name__}); see the cluster's worker logs.",
+    )
+
+
+def _first_line(err: BaseException) -> str:
+    """ "TypeError: bad thing", without the traceback text some of Ray's errors carry."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+
+
+class VideoWorker:
+    """A Ray actor analysing whole videos with one `Analyzer`, built once (and again when Ray
+    restarts the actor after its process died).
+
+    Args:
+        config: the run's settings.
+        cwd: the driver's working folder: relative paths are relative to it.
+        index: the actor's number, to spread its requests over the classifier actors.
+        classifiers: classifier actors to send crops to; [] classifies here.
+        make_analyzer: builds the analyzer (see `analyze_on_ray`).
+    """
+
+    def __init__(
+        self,
+        config: AnalyzeConfig,
+        cwd: str,
+        index: int,
+        classifiers: list[Any],
+        make_analyzer: AnalyzerFactory,
+    ) -> None:
+        quiet_native_logs()
+        self._driver_cwd = Path(cwd)
+        with suppress(OSError):  # a node without the driver's folder uses absolute paths
+            os.chdir(cwd)
+        _limit_threads(config.ray.actor_cpus, tensorflow=not classifiers)
+        self._error: str | None = None
+        classifier = None
+        if classifiers:
+            config = replace(config, chunk_frames=config.ray.classify_chunk_frames)
+        try:
+            if classifiers:
+                classifier = RemoteClassifier(classifiers, config, first=index)
+            with native_stderr_silenced():  # TensorFlow's start-up lines
+                self._analyzer = make_analyzer(config, classifier=classifier)
+        except FervideoError as err:
+            self._error = str(err)
+
+    def ready(self) -> str | None:
+        """None once the detector and the model are loaded, else why they could not be."""
+        return self._error
+
+    def analyze(self, path: Path, out_dir: Path, overwrite: bool, wait: bool, events: Any) -> VideoResult:
+        """`analyze_one` on a video, its progress sent to the driver's `events` queue."""
+        if self._error:  # a restarted actor that could not load the models this time
+            return VideoResult(path, "failed", message=self._error)
+        progress = _ProgressEvents(events, path) if events is not None else None
+        return analyze_one(self._analyzer, self._here(path), self._here(out_dir), overwrite, progress, wait)
+
+    def _here(self, path: Path) -> Path:
+        return path if Path.cwd() == self._driver_cwd else self._driver_cwd / path
+
+
+class ClassifyWorker:
+    """A Ray actor holding the expression model (on its GPU, where it reserved one): the
+    classify stage of the video actors.
+
+    Args:
+        config: the run's settings (model, batch size, TTA).
+    """
+
+    def __init__(self, config: AnalyzeConfig) -> None:
+        quiet_native_logs()
+        _limit_threads(config.ray.classify_cpus, tensorflow=True)
+        _grow_gpu_memory()
+        self._error: str | None = None
+        try:
+            with native_stderr_silenced():
+                self._classifier = ExpressionClassifier(config.model, config.batch_size, config.tta)
+        except FervideoError as err:
+            self._error = str(err)
+
+    def ready(self) -> str | None:
+        """None once the model is loaded, else why it could not be."""
+        return self._error
+
+    def predict(self, crops: np.ndarray) -> np.ndarray:
+        """`ExpressionClassifier.predict`."""
+        return self._classifier.predict(crops)
+
+
+class RemoteClassifier:
+    """`ExpressionClassifier`'s interface (`info`, `tta`, `predict`) over classifier actors,
+    taken in turn; a request whose actor died goes to the next one (Ray restarts the dead).
+
+    Args:
+        actors: `ClassifyWorker` actors.
+        config: the run's settings (the model, for `info`; TTA; `ray.retries`).
+        first: which actor takes the first request.
+    """
+
+    def __init__(self, actors: list[Any], config: AnalyzeConfig, first: int = 0) -> None:
+        self.info = resolve_model(config.model)
+        self.tta = config.tta
+        self._actors = actors
+        self._turn = first
+        self._attempts = config.ray.retries + 1
+
+    def predict(self, crops: np.ndarray) -> np.ndarray:
+        """(n, 7) probabilities of (n, 48, 48) uint8 crops, computed by a classifier actor."""
+        import ray
+
+        if not len(crops):
+            return np.zeros((0, len(EMOTIONS)), np.float32)
+        for _ in range(self._attempts):
+            actor = self._actors[self._turn % len(self._actors)]
+            self._turn += 1
+            try:
+                return ray.get(actor.predict.remote(crops))
+            except ray.exceptions.RayActorError as err:
+                log.warning("a classifier actor died (%s); the crops go to the next", type(err).__name__)
+                died = err
+            except ray.exceptions.RayTaskError as err:  # the model's own error, in one line
+                if isinstance(err.cause, FervideoError):
+                    raise err.cause from None
+                raise
+        raise FervideoError(
+            f"the Ray classifier actors died {self._attempts} times in a row ({type(died).__name__})."
+        )
+
+
+class _ProgressEvents:
+    """A video's progress callback on an actor: (path, frames done, frames in the video) into
+    the driver's queue, at most one event per `_PROGRESS_EVERY_S` but always the last one."""
+
+    def __init__(self, queue: Any, path: Path) -> None:
+        self._queue, self._path, self._sent = queue, path, -math.inf
+
+    def __call__(self, done: int, total: int) -> None:
+        import ray
+
+        now = time.monotonic()
+        if done >= total or now - self._sent >= _PROGRESS_EVERY_S:
+            with suppress(ray.exceptions.RayError):  # a lost progress bar never fails a video
+                self._queue.put_nowait((self._path, done, total))
+            self._sent = now
+
+
+def _limit_threads(cpus: float, tensorflow: bool) -> None:
+    """Size OpenCV's (and TensorFlow's) thread pools to the CPUs the actor reserved: each takes
+    every core of the node by default, and a node full of actors would oversubscribe them."""
+    import cv2
+
+    threads = max(1, math.ceil(cpus))
+    cv2.setNumThreads(threads)
+    if tensorflow:
+        with native_stderr_silenced():
+            import tensorflow as tf
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def _grow_gpu_memory() -> None:
+    """Let TensorFlow take GPU memory as it needs it rather than all at once, so that classifier
+    actors with a fraction of a GPU each (`classify_gpus` < 1) can share it."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)
