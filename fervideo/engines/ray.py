@@ -117,7 +117,8 @@ def analyze_on_ray(
     try:
         pool = _Pool(ray, config, len(paths), make_analyzer, progress=on_progress is not None)
         try:
-            results = pool.analyze(paths, Path(out_dir), overwrite, on_progress, on_result)
+            pool.check_started()
+            results = _Dispatch(pool, paths, Path(out_dir), overwrite, on_progress, on_result).run()
         finally:
             pool.close()
     finally:
@@ -216,99 +217,145 @@ class _Pool:
         if self.events is not None:
             self.events.shutdown()
 
-    def analyze(
-        self,
-        paths: list[Path],
-        out_dir: Path,
-        overwrite: bool,
-        on_progress: Callable[[Path, int, int], None] | None,
-        on_result: Callable[[VideoResult], None] | None,
-    ) -> list[VideoResult]:
-        """Send the videos to free actors until each has a result (see the module's docstring)."""
-        ray = self.ray
-        self._check_started(self.classifiers)
-        todo = deque(_Job(path, wait=False) for path in paths)
-        # what each actor is doing: starting (job None: its `ready` call) or analysing a job
-        running: dict[Any, tuple[Any, _Job | None]] = {w.ready.remote(): (w, None) for w in self.workers}
-        idle: list[Any] = []
-        deaths: Counter[Path] = Counter()
-        results: dict[Path, VideoResult] = {}
-
-        def finish(result: VideoResult) -> None:
-            results[result.path] = result
-            if on_result:
-                on_result(result)
-
-        while len(results) < len(paths):
-            while idle and todo:
-                actor, job = idle.pop(), todo.popleft()
-                ref = actor.analyze.remote(job.path, out_dir, overwrite, job.wait, self.events)
-                running[ref] = (actor, job)
-            if not running:  # every actor is dead for good: fail what is left, lose nothing
-                while todo:
-                    path = todo.popleft().path
-                    message = f"{path}: not analysed: every Ray worker died."
-                    finish(VideoResult(path, "failed", message=message))
-                break
-            done, _ = ray.wait(list(running), num_returns=1, timeout=_POLL_S if on_progress else None)
-            self._drain(on_progress)  # a video's progress reaches the caller before its result
-            for ref in done:
-                actor, job = running.pop(ref)
-                try:
-                    value = ray.get(ref)
-                except ray.exceptions.RayActorError as err:
-                    if job is None and err.actor_init_failed:
-                        raise FervideoError(f"the Ray workers could not start: {_first_line(err)}") from None
-                    if not isinstance(err, ray.exceptions.ActorDiedError):
-                        idle.append(actor)  # its process died: Ray restarts it
-                    if job is not None:
-                        deaths[job.path] += 1
-                        if deaths[job.path] <= self.retries:
-                            log.warning(
-                                "%s: the Ray worker analysing it died (%s); retry %d of %d",
-                                job.path,
-                                type(err).__name__,
-                                deaths[job.path],
-                                self.retries,
-                            )
-                            todo.appendleft(job)
-                        else:
-                            finish(_died(job.path, deaths[job.path], err))
-                    continue
-                except ray.exceptions.RayError as err:  # not the actor: the task itself broke
-                    idle.append(actor)
-                    cause = getattr(err, "cause", None) or err
-                    message = f"{job.path}: unexpected error on the Ray worker ({_first_line(cause)})."
-                    finish(VideoResult(job.path, "failed", message=message))
-                    continue
-                idle.append(actor)
-                if job is None:  # an actor has started, or says why it could not
-                    if value:
-                        raise FervideoError(value)
-                elif value.status == "busy":  # another process holds it: wait for it at the end
-                    todo.append(_Job(job.path, wait=True))
-                else:
-                    finish(replace(value, path=job.path))
-        return [results[path] for path in paths]
-
-    def _check_started(self, actors: list[Any]) -> None:
-        """Wait until `actors` have loaded what they hold.
+    def check_started(self) -> None:
+        """Wait until the classifier actors have loaded the model.
 
         Raises:
-            FervideoError: one of them could not (model or detector missing or broken).
+            FervideoError: they could not (model missing or broken).
         """
         ray = self.ray
         try:
-            errors = ray.get([actor.ready.remote() for actor in actors])
+            errors = ray.get([actor.ready.remote() for actor in self.classifiers])
         except ray.exceptions.RayActorError as err:
             raise FervideoError(f"the Ray classifier actors could not start: {_first_line(err)}") from None
         if error := next(filter(None, errors), None):
             raise FervideoError(error)
 
-    def _drain(self, on_progress: Callable[[Path, int, int], None] | None) -> None:
+    def drain(self, on_progress: Callable[[Path, int, int], None] | None) -> None:
+        """Hand the progress events that arrived to `on_progress`."""
         if on_progress and self.events is not None and (waiting := self.events.qsize()):
             for path, done, total in self.events.get_nowait_batch(waiting):
                 on_progress(path, done, total)
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What a video actor was asked: to say it has started (job None), or to analyse a job."""
+
+    actor: Any
+    job: _Job | None
+    first_start: bool = False
+
+
+class _Dispatch:
+    """The driver's side of a run: videos go to free video actors until each has a result.
+
+    A video whose actor died goes back to the front of the queue, up to `retries` times. The
+    dead actor is asked to report once Ray has restarted it (a `ready` call that Ray retries
+    until the actor is back) and only then gets work again: a call sent to a restarting actor
+    would fail at once.
+    """
+
+    def __init__(
+        self,
+        pool: _Pool,
+        paths: list[Path],
+        out_dir: Path,
+        overwrite: bool,
+        on_progress: Callable[[Path, int, int], None] | None,
+        on_result: Callable[[VideoResult], None] | None,
+    ) -> None:
+        self.pool, self.ray = pool, pool.ray
+        self.paths, self.out_dir, self.overwrite = paths, out_dir, overwrite
+        self.on_progress, self.on_result = on_progress, on_result
+        self.todo = deque(_Job(path, wait=False) for path in paths)
+        self.running: dict[Any, _Task] = {}
+        self.idle: list[Any] = []
+        self.deaths: Counter[Path] = Counter()
+        self.results: dict[Path, VideoResult] = {}
+        for actor in pool.workers:
+            self._start(actor, first=True)
+
+    def run(self) -> list[VideoResult]:
+        """One result per path, in the order of the paths."""
+        while len(self.results) < len(self.paths):
+            while self.idle and self.todo:
+                actor, job = self.idle.pop(), self.todo.popleft()
+                ref = actor.analyze.remote(job.path, self.out_dir, self.overwrite, job.wait, self.pool.events)
+                self.running[ref] = _Task(actor, job)
+            if not self.running:  # every actor is dead for good: fail what is left, lose nothing
+                while self.todo:
+                    path = self.todo.popleft().path
+                    self._finish(
+                        VideoResult(path, "failed", message=f"{path}: not analysed: no Ray worker is left.")
+                    )
+                break
+            timeout = _POLL_S if self.on_progress else None
+            done, _ = self.ray.wait(list(self.running), num_returns=1, timeout=timeout)
+            self.pool.drain(self.on_progress)  # a video's progress reaches the caller before its result
+            for ref in done:
+                self._settle(self.running.pop(ref), ref)
+        return [self.results[path] for path in self.paths]
+
+    def _start(self, actor: Any, first: bool) -> None:
+        ref = actor.ready.options(max_task_retries=-1).remote()  # waits out a restart
+        self.running[ref] = _Task(actor, None, first)
+
+    def _finish(self, result: VideoResult) -> None:
+        self.results[result.path] = result
+        if self.on_result:
+            self.on_result(result)
+
+    def _settle(self, task: _Task, ref: Any) -> None:
+        ray = self.ray
+        try:
+            value = ray.get(ref)
+        except ray.exceptions.RayActorError as err:
+            self._died(task, err)
+            return
+        except ray.exceptions.RayError as err:  # not the actor: the task itself broke
+            if task.job is None:
+                raise FervideoError(f"the Ray workers could not start: {_first_line(err)}") from None
+            self.idle.append(task.actor)
+            cause = getattr(err, "cause", None) or err
+            message = f"{task.job.path}: unexpected error on the Ray worker ({_first_line(cause)})."
+            self._finish(VideoResult(task.job.path, "failed", message=message))
+            return
+        if task.job is None:  # an actor has (re)started, or says why it could not
+            if value is None:
+                self.idle.append(task.actor)
+            elif task.first_start:
+                raise FervideoError(value)
+            else:
+                log.warning("a restarted Ray worker cannot load its models (%s); going on without it", value)
+            return
+        self.idle.append(task.actor)
+        if value.status == "busy":  # another process holds it: wait for it at the end
+            self.todo.append(_Job(task.job.path, wait=True))
+        else:
+            self._finish(replace(value, path=task.job.path))
+
+    def _died(self, task: _Task, err: Exception) -> None:
+        ray = self.ray
+        if task.first_start and err.actor_init_failed:
+            raise FervideoError(f"the Ray workers could not start: {_first_line(err)}") from None
+        if not isinstance(err, ray.exceptions.ActorDiedError):  # its process died: Ray restarts it
+            self._start(task.actor, first=task.first_start)
+        if task.job is None:
+            return
+        path = task.job.path
+        self.deaths[path] += 1
+        if self.deaths[path] > self.pool.retries:
+            self._finish(_died(path, self.deaths[path], err))
+            return
+        log.warning(
+            "%s: the Ray worker analysing it died (%s); retry %d of %d",
+            path,
+            type(err).__name__,
+            self.deaths[path],
+            self.pool.retries,
+        )
+        self.todo.appendleft(task.job)
 
 
 def _died(path: Path, times: int, err: Exception) -> VideoResult:
@@ -408,7 +455,8 @@ class ClassifyWorker:
 
 class RemoteClassifier:
     """`ExpressionClassifier`'s interface (`info`, `tta`, `predict`) over classifier actors,
-    taken in turn; a request whose actor died goes to the next one (Ray restarts the dead).
+    taken in turn. A request whose actor died is sent again once Ray has restarted it (the
+    predictions do not depend on which attempt makes them), up to `ray.retries` times.
 
     Args:
         actors: `ClassifyWorker` actors.
@@ -421,7 +469,7 @@ class RemoteClassifier:
         self.tta = config.tta
         self._actors = actors
         self._turn = first
-        self._attempts = config.ray.retries + 1
+        self._retries = config.ray.retries
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
         """(n, 7) probabilities of (n, 48, 48) uint8 crops, computed by a classifier actor."""
@@ -429,21 +477,19 @@ class RemoteClassifier:
 
         if not len(crops):
             return np.zeros((0, len(EMOTIONS)), np.float32)
-        for _ in range(self._attempts):
-            actor = self._actors[self._turn % len(self._actors)]
-            self._turn += 1
-            try:
-                return ray.get(actor.predict.remote(crops))
-            except ray.exceptions.RayActorError as err:
-                log.warning("a classifier actor died (%s); the crops go to the next", type(err).__name__)
-                died = err
-            except ray.exceptions.RayTaskError as err:  # the model's own error, in one line
-                if isinstance(err.cause, FervideoError):
-                    raise err.cause from None
-                raise
-        raise FervideoError(
-            f"the Ray classifier actors died {self._attempts} times in a row ({type(died).__name__})."
-        )
+        actor = self._actors[self._turn % len(self._actors)]
+        self._turn += 1
+        try:
+            return ray.get(actor.predict.options(max_task_retries=self._retries).remote(crops))
+        except ray.exceptions.RayActorError as err:
+            times = self._retries + 1
+            raise FervideoError(
+                f"the Ray classifier actor died {times} times on one request ({type(err).__name__})."
+            ) from None
+        except ray.exceptions.RayTaskError as err:  # the model's own error, without Ray's traceback
+            if isinstance(err.cause, Exception):
+                raise err.cause from None
+            raise
 
 
 class _ProgressEvents:
