@@ -5,7 +5,8 @@
     python benchmarks/ray_overhead.py --videos 3 --repeats 1 --no-write
 
 Every run is a fresh Python process, timed from outside: interpreter, imports, TensorFlow, Ray's
-start and stop, actors and model loading included, as a user's command would be. Each
+start and stop, actors and model loading included, and progress reported to a callback (through
+Ray's queue on the Ray engine), as a user's command would be. Each
 scenario runs on 1 video and on K copies of the clip; with wall time t(n) = start-up +
 n x per-video, per-video = (t(K) - t(1)) / (K - 1) and start-up = t(1) - per-video. Of
 `--repeats` runs, the fastest counts.
@@ -38,6 +39,20 @@ REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO.parent / "shared" / "media" / "woman.mp4"
 REPORT = Path(__file__).with_name("RAY.md")
 
+NOTES = """
+How to read it:
+- *against local*: the scenario's start-up and per-video time minus the local engine's. With
+  the same compute (1 actor with both CPUs), the difference is Ray's own cost: starting Ray,
+  an actor process that imports TensorFlow and loads the model, and stopping them, plus the
+  per-video round trips (task, progress queue, result).
+- 2 actors: the 1-video run starts one actor (never more actors than inputs), the 6-video run
+  two, which load TensorFlow at the same time; per-video time is then two videos at a time on
+  the two cores.
+- split: the video actor waits for each chunk's probabilities, so with one video actor its
+  decoding and detection never overlap with classification; the layout pays off where many
+  video actors (CPUs) share one classifier actor on a GPU, which this machine does not have.
+"""
+
 SCENARIOS = {
     "local": "local engine (`analyze_many` in the process)",
     "ray-1x2": "Ray: 1 video actor x 2 CPUs",
@@ -57,13 +72,14 @@ def run_child(scenario: str, folder: Path, out: Path, model: str) -> None:
         "ray-split": RayConfig(actors=1, actor_cpus=1, classify_actors=1, classify_gpus=0, classify_cpus=1),
     }
     config = AnalyzeConfig(model=model, ray=layouts.get(scenario, RayConfig()))
+    callbacks = {"on_progress": lambda path, done, total: None}  # the command's always have one
     started = time.perf_counter()
     if scenario == "local":
-        results = analyze_many([folder], out, config)
+        results = analyze_many([folder], out, config, **callbacks)
     else:
         from fervideo.engines.ray import analyze_on_ray
 
-        results = analyze_on_ray(expand_inputs([folder]), out, config)
+        results = analyze_on_ray(expand_inputs([folder]), out, config, **callbacks)
     run_s = time.perf_counter() - started
     statuses = {r.status for r in results}
     assert statuses == {"done"}, [r.message for r in results]
@@ -190,7 +206,7 @@ def render(args: argparse.Namespace, measured: dict[str, dict[int, Timing]], loa
             "| frames/s once started | against local |",
             "|---|---|---|---|---|---|---|---|",
             *rows,
-            "",
+            NOTES,
         ]
     )
 

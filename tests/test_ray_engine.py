@@ -187,6 +187,14 @@ def test_a_model_that_cannot_load_stops_the_run_before_any_input(ray_instance, t
     assert not (tmp_path / "out").exists()
 
 
+@needs_ray
+def test_classifier_actors_asking_for_gpus_on_a_cpu_cluster_are_refused(ray_instance, tmp_path, clips):
+    config = AnalyzeConfig(ray=RayConfig(classify_actors=1))
+    expected = r"need 1 GPU each, but the Ray cluster has 0; pass --classify-gpus 0"
+    with pytest.raises(FervideoError, match=expected):
+        analyze_many([clips], tmp_path / "out", config, engine="ray")
+
+
 def test_without_ray_the_engine_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(FervideoError, match=r"pip install 'fervideo\[ray\]'"):

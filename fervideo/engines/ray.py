@@ -187,10 +187,11 @@ class _Pool:
         self.retries = config.ray.retries
         layout = config.ray
         n_video, n_classify = pool_sizes(ray.available_resources(), layout, inputs)
-        if n_classify and layout.classify_gpus > ray.cluster_resources().get("GPU", 0.0):
+        gpus = ray.cluster_resources().get("GPU", 0.0)
+        if n_classify and layout.classify_gpus > gpus:
             raise FervideoError(
-                f"the classifier actors need {layout.classify_gpus:g} GPU each, but the Ray cluster "
-                "has none that big; pass --classify-gpus 0 to run them on CPUs, or --classify-actors 0."
+                f"the classifier actors need {layout.classify_gpus:g} GPU each, but the Ray cluster has "
+                f"{gpus:g}; pass --classify-gpus 0 to run them on CPUs, or --classify-actors 0."
             )
         env = {k: v for k, v in os.environ.items() if k.startswith(_FORWARDED_PREFIX)}
         options: dict[str, Any] = {"max_restarts": -1, "max_task_retries": 0}
