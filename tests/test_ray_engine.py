@@ -195,6 +195,16 @@ def test_classifier_actors_asking_for_gpus_on_a_cpu_cluster_are_refused(ray_inst
         analyze_many([clips], tmp_path / "out", config, engine="ray")
 
 
+def test_an_address_where_nothing_answers_fails_at_once():
+    from fervideo.engines.ray import check_reachable
+
+    with pytest.raises(
+        FervideoError, match=r"^cannot connect to the Ray cluster at 127\.0\.0\.1:1: Connection refused"
+    ):
+        check_reachable("127.0.0.1:1")
+    check_reachable("auto")  # left to Ray
+
+
 def test_without_ray_the_engine_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(FervideoError, match=r"pip install 'fervideo\[ray\]'"):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -55,6 +56,8 @@ AnalyzerFactory = Callable[..., Analyzer]
 _PROGRESS_EVERY_S = 0.2
 #: The driver drains progress events at least this often while it waits for results.
 _POLL_S = 0.1
+#: Seconds to wait for a Ray cluster's address to answer before giving up.
+_CONNECT_TIMEOUT_S = 10.0
 #: Driver environment variables that the actors get too, wherever they run (model folders).
 _FORWARDED_PREFIX = "FERVIDEO_"
 _MISSING_EXTRA = "the Ray engine needs Ray: pip install 'fervideo[ray]'."
@@ -133,6 +136,8 @@ def _connect(ray: ModuleType, address: str | None) -> bool:
     """Connect this process to Ray; True if this call did (and so must disconnect)."""
     if ray.is_initialized():
         return False
+    if given := address or os.environ.get("RAY_ADDRESS"):
+        check_reachable(given)
     try:
         # Actors' logs stay in the cluster's log files: the driver reports every outcome itself.
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
@@ -140,6 +145,26 @@ def _connect(ray: ModuleType, address: str | None) -> bool:
         where = f"at {address}" if address else "(from $RAY_ADDRESS or `ray start`)"
         raise FervideoError(f"cannot connect to the Ray cluster {where}: {_first_line(err)}") from None
     return True
+
+
+def check_reachable(address: str) -> None:
+    """Fail at once when nothing answers at a "HOST:PORT" address (Ray itself would retry for
+    minutes); other forms ("auto", "local") are left to Ray.
+
+    Raises:
+        FervideoError: the connection is refused or times out.
+    """
+    host, colon, port = address.split("://", 1)[-1].rpartition(":")
+    if not colon or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=_CONNECT_TIMEOUT_S):
+            pass
+    except OSError as err:
+        reason = os.strerror(err.errno) if err.errno else "no answer"
+        raise FervideoError(
+            f"cannot connect to the Ray cluster at {address}: {reason}; is `ray start --head` running there?"
+        ) from None
 
 
 def _portable(config: AnalyzeConfig) -> AnalyzeConfig:
