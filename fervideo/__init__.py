@@ -32,6 +32,7 @@ _EXPORTS = {
     "Analyzer": "fervideo.pipeline",
     "VideoResult": "fervideo.pipeline",
     "AnalyzeConfig": "fervideo.config",
+    "RayConfig": "fervideo.config",
     "EMOTIONS": "fervideo.core",
     "Faces": "fervideo.core",
     "FervideoError": "fervideo.errors",
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
     from fervideo.annotation import annotate
     from fervideo.catalog import list_models, resolve_model
     from fervideo.classify import ExpressionClassifier
-    from fervideo.config import AnalyzeConfig
+    from fervideo.config import AnalyzeConfig, RayConfig
     from fervideo.core import EMOTIONS, Faces
     from fervideo.crop import crop_faces
     from fervideo.decode import VideoInfo, probe, read_frames

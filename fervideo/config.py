@@ -24,6 +24,56 @@ CROP_SIZE = 48
 #: File suffixes treated as videos when a folder is analysed; stills are one-frame videos.
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+#: Where `analyze_many` runs the videos: in this process, or on a Ray cluster (`fervideo.engines.ray`).
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """How the Ray engine (`fervideo.engines.ray`) lays a run out on the cluster.
+
+    Video actors each analyse whole videos (decode, detect, crop, and classify unless the
+    classify stage is split off); classifier actors, when there are any, take the face crops of
+    every video actor in large chunks, typically one per GPU.
+
+    Attributes:
+        actors: video actors; None: as many as the cluster's free CPUs hold (`actor_cpus`
+            each, after the classifier actors), at most one per input.
+        actor_cpus: CPUs each video actor reserves (its TensorFlow and OpenCV threads).
+        retries: times a video is started again after the worker analysing it died (killed,
+            out of memory, node lost); then it fails alone.
+        classify_actors: classifier actors; None: one per `classify_gpus` of the cluster's
+            free GPUs, so none on a CPU-only cluster; 0: video actors always classify.
+        classify_gpus: GPUs each classifier actor reserves; a fraction lets several share
+            one GPU (TensorFlow's memory growth is on), 0 runs them on CPUs.
+        classify_cpus: CPUs each classifier actor reserves.
+        classify_chunk_frames: a video actor's `chunk_frames` when the stage is split: the
+            frames whose crops go to a classifier actor in one request.
+    """
+
+    actors: int | None = None
+    actor_cpus: float = 1.0
+    retries: int = 2
+    classify_actors: int | None = None
+    classify_gpus: float = 1.0
+    classify_cpus: float = 1.0
+    classify_chunk_frames: int = 256
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("actors", self.actors is None or self.actors >= 1, "an integer >= 1, or None"),
+            ("actor_cpus", _positive(self.actor_cpus), "a number > 0"),
+            ("retries", self.retries >= 0, "an integer >= 0"),
+            (
+                "classify_actors",
+                self.classify_actors is None or self.classify_actors >= 0,
+                "an integer >= 0, or None",
+            ),
+            ("classify_gpus", self.classify_gpus >= 0, "a number >= 0"),
+            ("classify_cpus", self.classify_cpus >= 0, "a number >= 0"),
+            ("classify_chunk_frames", self.classify_chunk_frames >= 1, "an integer >= 1"),
+        )
+        _check("RayConfig", self, checks)
 
 
 @dataclass(frozen=True)
@@ -45,6 +95,7 @@ class AnalyzeConfig:
         max_track_gap_s: seconds a track may go unseen before it ends.
         retinaface_weights: weights file for the retinaface detector (else
             .deepface/weights/retinaface.onnx under $DEEPFACE_HOME or the home folder).
+        ray: the Ray engine's layout (used only with `engine="ray"`).
 
     Raises:
         SettingError: a setting is out of its range (a `ValueError` and a `FervideoError`).
@@ -62,6 +113,7 @@ class AnalyzeConfig:
     iou_threshold: float = 0.3
     max_track_gap_s: float = 1.0
     retinaface_weights: Path | None = None
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
         checks = (
@@ -72,10 +124,15 @@ class AnalyzeConfig:
             ("min_score", 0 <= self.min_score <= 1, "a number in [0, 1]"),
             ("tta", self.tta in TTA_MODES, f"one of {', '.join(TTA_MODES)}"),
         )
-        for name, ok, expected in checks:
-            if not ok:
-                value = getattr(self, name)
-                raise SettingError(f"AnalyzeConfig.{name} must be {expected}, but got {value!r}")
+        _check("AnalyzeConfig", self, checks)
+
+
+def _check(owner: str, settings: object, checks: tuple[tuple[str, bool, str], ...]) -> None:
+    """Raise `SettingError` for the first (name, ok, expected) whose `ok` is False."""
+    for name, ok, expected in checks:
+        if not ok:
+            value = getattr(settings, name)
+            raise SettingError(f"{owner}.{name} must be {expected}, but got {value!r}")
 
 
 def _positive(value: float) -> bool:

@@ -24,12 +24,12 @@ import numpy as np
 from fervideo import __version__
 from fervideo.aggregate import Aggregates, faces_batch
 from fervideo.classify import ExpressionClassifier
-from fervideo.config import IMAGE_SUFFIXES, VIDEO_SUFFIXES, AnalyzeConfig
+from fervideo.config import ENGINES, IMAGE_SUFFIXES, VIDEO_SUFFIXES, AnalyzeConfig
 from fervideo.core import EMOTIONS, Faces
 from fervideo.crop import crop_faces
 from fervideo.decode import DecodeEnd, VideoInfo, probe, read_frames
 from fervideo.detect import FaceDetector, get_detector
-from fervideo.errors import FervideoError
+from fervideo.errors import FervideoError, SettingError
 from fervideo.store import ResultStore, video_id
 from fervideo.tables import RunInfo, Tables, VideoMeta
 from fervideo.track import IoUTracker
@@ -361,6 +361,8 @@ def analyze_many(
     on_progress: Callable[[Path, int, int], None] | None = None,
     on_result: Callable[[VideoResult], None] | None = None,
     analyzer: Analyzer | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> list[VideoResult]:
     """Analyse files and folders; a bad input is reported in its result and never stops the rest.
 
@@ -375,14 +377,40 @@ def analyze_many(
         overwrite: redo videos already finished in `out_dir`.
         on_progress: called with (path, frames decoded, frames in the video).
         on_result: called with each input's result as soon as it is known.
-        analyzer: a ready `Analyzer` to use instead of building one from `config`.
+        analyzer: a ready `Analyzer` to use instead of building one from `config` (local
+            engine only).
+        engine: "local" (this process) or "ray": the videos go to the actors of a Ray cluster
+            (`fervideo.engines.ray`; `config.ray` lays them out), with the same results, tables
+            and callbacks; inputs and `out_dir` must be on a file system every node sees.
+        address: the Ray cluster ("HEAD:6379"); None: $RAY_ADDRESS, a cluster started on this
+            machine by `ray start`, else a local Ray instance for this run.
 
     Returns:
         One result per input file, in the order of the inputs.
 
     Raises:
-        FervideoError: the model or the detector cannot be loaded (before any input is read).
+        FervideoError: the model or the detector cannot be loaded (before any input is read);
+            with engine "ray", also: Ray is not installed, or the cluster cannot be reached.
+        SettingError: an unknown engine, or an option the engine does not take.
     """
+    if engine not in ENGINES:
+        raise SettingError(f"engine must be one of {', '.join(ENGINES)}, but got {engine!r}")
+    if engine == "ray":
+        if analyzer is not None:
+            raise SettingError("analyzer= runs here; the Ray engine builds one per actor from config")
+        from fervideo.engines.ray import analyze_on_ray
+
+        return analyze_on_ray(
+            expand_inputs(inputs),
+            out_dir,
+            config,
+            overwrite=overwrite,
+            on_progress=on_progress,
+            on_result=on_result,
+            address=address,
+        )
+    if address is not None:
+        raise SettingError("address= is for engine='ray'")
     analyzer = analyzer or Analyzer(config)
     paths = expand_inputs(inputs)
     results: dict[Path, VideoResult] = {}

@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from fervideo.cli import command
-from fervideo.config import DEFAULT_OUT, TTA_MODES, AnalyzeConfig
+from fervideo.config import DEFAULT_OUT, ENGINES, TTA_MODES, AnalyzeConfig, RayConfig
+from fervideo.errors import SettingError
 from fervideo.quiet import native_stderr_silenced, quiet_native_logs
 
 if TYPE_CHECKING:
     from fervideo.pipeline import VideoResult
 
 DEFAULTS = AnalyzeConfig()
+RAY_PANEL = "Ray engine (with --engine ray)"
 
 
 class Detector(str, Enum):
@@ -32,6 +34,9 @@ DEFAULT_DETECTOR = Detector(DEFAULTS.detector)
 #: Test-time augmentation modes, as in `fervideo.tta`.
 TTA = Enum("TTA", {mode: mode for mode in TTA_MODES}, type=str)
 DEFAULT_TTA = TTA(DEFAULTS.tta)
+
+#: Where the videos are analysed, as in `fervideo.pipeline.analyze_many`.
+Engine = Enum("Engine", {name: name for name in ENGINES}, type=str)
 
 
 @command()
@@ -68,6 +73,41 @@ def analyze(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    engine: Annotated[
+        Engine, typer.Option(help="Where to analyse: this process, or the actors of a Ray cluster.")
+    ] = Engine.local,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster address, HEAD:6379 (default: $RAY_ADDRESS, a cluster `ray start` began "
+            "on this machine, else a local Ray instance for this run).",
+            rich_help_panel=RAY_PANEL,
+        ),
+    ] = None,
+    retries: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Times a video is retried after its worker died.", rich_help_panel=RAY_PANEL
+        ),
+    ] = DEFAULTS.ray.retries,
+    classify_actors: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Classifier actors that take the face crops of every video actor (default: one per "
+            "--classify-gpus of the cluster's GPUs, none without GPUs; 0: video actors classify).",
+            show_default=False,
+            rich_help_panel=RAY_PANEL,
+        ),
+    ] = DEFAULTS.ray.classify_actors,
+    classify_gpus: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="GPUs per classifier actor: a fraction shares a GPU, 0 runs them on CPUs.",
+            rich_help_panel=RAY_PANEL,
+        ),
+    ] = DEFAULTS.ray.classify_gpus,
 ) -> None:
     """Find faces and classify their expressions; write the tables under --out.
 
@@ -76,7 +116,12 @@ def analyze(
     Videos finished by an earlier run with the same settings are skipped; one finished with
     other settings (model, detector, fps, TTA) fails until you pass --overwrite or choose
     another --out. Exits with 1 if any input failed.
+
+    With --engine ray, whole videos go to the actors of a Ray cluster; the inputs and --out
+    must then be on a file system every node sees, at the same paths.
     """
+    if address is not None and engine != Engine.ray:
+        raise SettingError("--address is for --engine ray.")
     config = AnalyzeConfig(
         model=model,
         detector=detector.value,
@@ -84,6 +129,7 @@ def analyze(
         batch_size=batch_size,
         tta=tta.value,
         retinaface_weights=retinaface_weights,
+        ray=RayConfig(retries=retries, classify_actors=classify_actors, classify_gpus=classify_gpus),
     )
     quiet_native_logs()
     from tqdm import tqdm
@@ -116,10 +162,20 @@ def analyze(
             tqdm.write(f"warning: {result.message}", file=sys.stderr)
 
     with closing(overall):
-        with native_stderr_silenced():  # TensorFlow's start-up chatter ignores every log level
-            analyzer = pipeline.Analyzer(config)
+        analyzer = None
+        if engine == Engine.local:  # the Ray engine loads the models on its actors
+            with native_stderr_silenced():  # TensorFlow's start-up chatter ignores every log level
+                analyzer = pipeline.Analyzer(config)
         results = pipeline.analyze_many(
-            paths, out, overwrite=overwrite, on_progress=on_progress, on_result=on_result, analyzer=analyzer
+            paths,
+            out,
+            config=config,
+            overwrite=overwrite,
+            on_progress=on_progress,
+            on_result=on_result,
+            analyzer=analyzer,
+            engine=engine.value,
+            address=address,
         )
     failed = sum(r.status == "failed" for r in results)
     if not quiet:
