@@ -28,6 +28,18 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 ENGINES = ("local", "ray")
 
 
+def _check(owner: str, settings: object, checks: tuple[tuple[str, bool, str], ...]) -> None:
+    """Raise `SettingError` for the first (name, ok, expected) whose `ok` is False."""
+    for name, ok, expected in checks:
+        if not ok:
+            value = getattr(settings, name)
+            raise SettingError(f"{owner}.{name} must be {expected}, but got {value!r}")
+
+
+def _positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
 @dataclass(frozen=True)
 class RayConfig:
     """How the Ray engine (`fervideo.engines.ray`) lays a run out on the cluster.
@@ -77,6 +89,49 @@ class RayConfig:
 
 
 @dataclass(frozen=True)
+class CropSettings:
+    """How a face crop is cut around a detector's box (`fervideo.crop`).
+
+    Each detector frames faces its own way, while a model expects the framing it was trained
+    on (FER2013's). `benchmarks/calibrate_crop.py` measures these on FER2013 PublicTest faces
+    rendered into frames; `CROPS` holds the winners per detector.
+
+    Attributes:
+        side: crop side as a multiple of the box's longer side.
+        shift: the crop's centre lies this multiple of the box's longer side below the box's
+            centre (negative: above).
+        square: cut a square (True), or a rectangle of the box's own aspect squeezed to 48x48.
+        upright: rotate the crop about its centre so the eyes are level, when the detector
+            gives eye landmarks.
+        antialias: cut large faces at up to 4x the crop size and area-average them down
+            (False: one bilinear warp straight to 48x48, which aliases).
+    """
+
+    side: float = 1.0
+    shift: float = 0.0
+    square: bool = True
+    upright: bool = True
+    antialias: bool = True
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("side", _positive(self.side), "a number > 0"),
+            ("shift", math.isfinite(self.shift), "a finite number"),
+        )
+        _check("CropSettings", self, checks)
+
+
+#: The calibrated crop of each detector, by (detector name, whether it gives landmarks); other
+#: detectors get `CropSettings()`. Figures: benchmarks/CALIBRATION.md. RetinaFace could not be
+#: calibrated (its weights cannot be had on the machine that ran it): it takes YuNet's crop.
+CROPS: dict[tuple[str, bool], CropSettings] = {
+    ("yunet", True): CropSettings(side=1.0, shift=-0.01),
+    ("yunet", False): CropSettings(side=1.0, shift=-0.01),
+    ("retinaface", True): CropSettings(side=1.0, shift=-0.01),
+}
+
+
+@dataclass(frozen=True)
 class AnalyzeConfig:
     """Settings of one `analyze` run.
 
@@ -86,7 +141,8 @@ class AnalyzeConfig:
         fps: frames sampled per second of video; None analyses every frame.
         min_score: detector confidence (0-1) below which a face is dropped.
         max_side: frames are shrunk to this long side (pixels) before detection.
-        margin: crop side = box's longer side x (1 + margin), centred on the box.
+        crop: how faces are cut from the detector's boxes; None: the calibrated `CROPS`
+            entry of the detector in use.
         batch_size: face crops per classifier call.
         chunk_frames: frames decoded and detected before one batched classify.
         tta: test-time augmentation: "none", "flip" (mirrored crop too, 2x classifier
@@ -104,9 +160,9 @@ class AnalyzeConfig:
     model: str | Path = "default"
     detector: str = "yunet"
     fps: float | None = 5.0
-    min_score: float = 0.6
+    min_score: float = 0.5
     max_side: int = 960
-    margin: float = 0.25
+    crop: CropSettings | None = None
     batch_size: int = 256
     chunk_frames: int = 32
     tta: str = "none"
@@ -120,23 +176,16 @@ class AnalyzeConfig:
             ("fps", self.fps is None or _positive(self.fps), "a number > 0, or None for every frame"),
             ("batch_size", self.batch_size >= 1, "an integer >= 1"),
             ("chunk_frames", self.chunk_frames >= 1, "an integer >= 1"),
-            ("margin", self.margin >= 0, "a number >= 0"),
             ("min_score", 0 <= self.min_score <= 1, "a number in [0, 1]"),
             ("tta", self.tta in TTA_MODES, f"one of {', '.join(TTA_MODES)}"),
         )
         _check("AnalyzeConfig", self, checks)
 
-
-def _check(owner: str, settings: object, checks: tuple[tuple[str, bool, str], ...]) -> None:
-    """Raise `SettingError` for the first (name, ok, expected) whose `ok` is False."""
-    for name, ok, expected in checks:
-        if not ok:
-            value = getattr(settings, name)
-            raise SettingError(f"{owner}.{name} must be {expected}, but got {value!r}")
-
-
-def _positive(value: float) -> bool:
-    return math.isfinite(value) and value > 0
+    def crop_for(self, detector: str, landmarks: bool) -> CropSettings:
+        """The crop for faces found by `detector` (with or without eye landmarks)."""
+        if self.crop is not None:
+            return self.crop
+        return CROPS.get((detector, landmarks), CropSettings())
 
 
 #: How `fervideo report` groups videos into audiences (see `fervideo.report.audience`).

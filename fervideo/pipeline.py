@@ -254,7 +254,8 @@ class Analyzer:
                 with clock("detect"):
                     faces = self.detector.detect(frame.image, frame.index)
                 with clock("crop"):
-                    faces = faces.with_(crops=crop_faces(frame.image, faces, margin=self.config.margin))
+                    settings = self.config.crop_for(self.detector.name, faces.landmarks is not None)
+                    faces = faces.with_(crops=crop_faces(frame.image, faces, settings))
                 if on_progress:
                     on_progress(frame.index + 1, info.frame_count)
                 yield frame.time_s, faces

@@ -20,7 +20,6 @@ from tests.conftest import REPO
         ("fps", math.nan, "a number > 0, or None"),
         ("batch_size", 0, "an integer >= 1"),
         ("chunk_frames", 0, "an integer >= 1"),
-        ("margin", -0.1, "a number >= 0"),
         ("min_score", -0.01, r"a number in \[0, 1\]"),
         ("min_score", 1.5, r"a number in \[0, 1\]"),
         ("tta", "rotate", "one of none, flip, crops"),
@@ -34,7 +33,7 @@ def test_out_of_range_settings_say_what_was_expected(field, value, expected):
 
 @pytest.mark.parametrize(
     "fields",
-    [{}, {"fps": None}, {"fps": 0.01}, {"margin": 0.0}, {"min_score": 0.0}, {"min_score": 1.0}]
+    [{}, {"fps": None}, {"fps": 0.01}, {"min_score": 0.0}, {"min_score": 1.0}]
     + [{"tta": mode} for mode in TTA_MODES],
 )
 def test_settings_at_the_edges_of_their_range_are_valid(fields):
@@ -67,7 +66,6 @@ class Changed(config.AnalyzeConfig):
     fps: float = 2.0
     min_score: float = 0.5
     max_side: int = 640
-    margin: float = 0.5
     batch_size: int = 8
     tta: str = "flip"
     iou_threshold: float = 0.4
@@ -75,7 +73,7 @@ class Changed(config.AnalyzeConfig):
 
 config.AnalyzeConfig = Changed
 config.DEFAULT_OUT = Path("elsewhere")
-from fervideo import crop, classify, detect, track
+from fervideo import classify, detect, track
 from fervideo.cli import analyze as cli
 
 spec = importlib.util.spec_from_file_location("bench", {str(REPO / "benchmarks" / "analyze_speed.py")!r})
@@ -88,7 +86,6 @@ def defaults(fn):
     return {{n: str(p.default) for n, p in parameters if p.default is not p.empty}}
 
 print(json.dumps({{
-    "crop_faces": defaults(crop.crop_faces),
     "ExpressionClassifier": defaults(classify.ExpressionClassifier),
     "YuNetDetector": defaults(detect.YuNetDetector),
     "RetinaFaceDetector": defaults(detect.RetinaFaceDetector),
@@ -101,7 +98,6 @@ print(json.dumps({{
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
-    assert found["crop_faces"]["margin"] == "0.5"
     assert found["ExpressionClassifier"] == {"model": "other", "batch_size": "8", "tta": "flip"}
     assert found["YuNetDetector"] == {"min_score": "0.5", "max_side": "640"}
     assert found["RetinaFaceDetector"] == {"min_score": "0.5", "max_side": "640", "weights": "None"}
