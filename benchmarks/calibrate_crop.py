@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -75,6 +75,24 @@ def candidates(fit_side: float, fit_shift: float) -> list[tuple[str, CropSetting
     grid += [("no antialias", replace(base, antialias=False))]
     grid += [("before (side 1.25, centred)", CropSettings(side=1.25))]
     return grid
+
+
+@dataclass
+class Findings:
+    """What one calibration run measured (see `main`)."""
+
+    render: renders.Render
+    fit_side: float
+    fit_shift: float
+    ratio: np.ndarray
+    shift: np.ndarray
+    shift_x: np.ndarray
+    aspect: np.ndarray
+    threshold_rows: list
+    results: list
+    direct_acc: float
+    direct_size: list[float]
+    seconds: float
 
 
 def main() -> None:
@@ -155,36 +173,24 @@ def main() -> None:
         )
     write(
         args,
-        render,
-        fit_side,
-        fit_shift,
-        ratio,
-        shift,
-        shift_x,
-        aspect,
-        threshold_rows,
-        scored,
-        direct_acc,
-        direct_size,
-        time.time() - started,
+        Findings(
+            render,
+            fit_side,
+            fit_shift,
+            ratio,
+            shift,
+            shift_x,
+            aspect,
+            threshold_rows,
+            scored,
+            direct_acc,
+            direct_size,
+            time.time() - started,
+        ),
     )
 
 
-def write(
-    args,
-    render,
-    fit_side,
-    fit_shift,
-    ratio,
-    shift,
-    shift_x,
-    aspect,
-    threshold_rows,
-    results,
-    direct_acc,
-    direct_size,
-    seconds,
-) -> None:
+def write(args: argparse.Namespace, found: Findings) -> None:
     q = lambda a: f"{np.median(a):.3f} (middle half {np.percentile(a, 25):.3f}-{np.percentile(a, 75):.3f})"  # noqa: E731
     sizes = " | ".join(f"{s} px" for s in args.sizes)
     agree_cols = " | ".join(f"agrees, {d}" for d, _ in renders.DEGRADATIONS)
@@ -192,35 +198,36 @@ def write(
         "# Crop calibration",
         "",
         f"Written by `python benchmarks/calibrate_crop.py --images {args.images}` on "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC in {seconds / 60:.1f} min: {args.images} FER2013 "
-        f"PublicTest images rendered at {', '.join(map(str, args.sizes))} px ({len(render.faces)} faces, "
-        f"{len(render.frames)} frames of {renders.FRAME_W}x{renders.FRAME_H}, "
-        f"{len(render.empty_frames)} of them "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC in {found.seconds / 60:.1f} min: "
+        f"{args.images} FER2013 PublicTest images rendered at {', '.join(map(str, args.sizes))} px "
+        f"({len(found.render.faces)} faces, "
+        f"{len(found.render.frames)} frames of {renders.FRAME_W}x{renders.FRAME_H}, "
+        f"{len(found.render.empty_frames)} of them "
         f"face-free; backgrounds, blur and JPEG as in `renders.py`), YuNet, model `{args.model}`.",
         "",
         "## The box against the pasted square",
         "",
         "Detections matched at threshold 0.5, input 960 px:",
         "",
-        f"- square side / box's longer side: {q(ratio)}",
-        f"- square centre below the box centre, in box lengths: {q(shift)}",
-        f"- square centre right of the box centre, in box lengths: {q(shift_x)}",
-        f"- box width / height: {q(aspect)}",
+        f"- square side / box's longer side: {q(found.ratio)}",
+        f"- square centre below the box centre, in box lengths: {q(found.shift)}",
+        f"- square centre right of the box centre, in box lengths: {q(found.shift_x)}",
+        f"- box width / height: {q(found.aspect)}",
         "",
-        f"Fitted crop: side {fit_side:.3f}, shift {fit_shift:+.3f}.",
+        f"Fitted crop: side {found.fit_side:.3f}, shift {found.fit_shift:+.3f}.",
         "",
         "## Accuracy of crops cut each way",
         "",
         f"On the faces found (threshold 0.5, input 960 px): the model's accuracy on the pipeline's crops, "
         f"how often its top class agrees with its direct prediction on the 48x48 image, accuracy "
         f"per face size, and agreement per degradation of the frame. Direct accuracy on the same "
-        f"images: **{direct_acc:.2%}** "
-        f"({', '.join(f'{s} px {a:.2%}' for s, a in zip(args.sizes, direct_size, strict=True))}).",
+        f"images: **{found.direct_acc:.2%}** "
+        f"({', '.join(f'{s} px {a:.2%}' for s, a in zip(args.sizes, found.direct_size, strict=True))}).",
         "",
         f"| detector | crop | settings | accuracy | agrees with direct | {sizes} | {agree_cols} |",
         "|---|---|---|---|---|" + "---|" * (len(args.sizes) + len(renders.DEGRADATIONS)),
     ]
-    for variant, name, settings, acc, agree, per_size, per_degradation in results:
+    for variant, name, settings, acc, agree, per_size, per_degradation in found.results:
         shown = ", ".join(f"{k} {v}" for k, v in asdict(settings).items())
         cells = " | ".join(f"{a:.2%}" for a in [*per_size, *per_degradation])
         lines.append(f"| {variant} | {name} | {shown} | {acc:.2%} | {agree:.2%} | {cells} |")
@@ -234,7 +241,7 @@ def write(
         f"| input px | threshold | {sizes} | false per face-free frame | unmatched in face frames |",
         "|---|---|" + "---|" * len(args.sizes) + "---|---|",
     ]
-    for side, threshold, rates, false_rate, unmatched in threshold_rows:
+    for side, threshold, rates, false_rate, unmatched in found.threshold_rows:
         cells = " | ".join(f"{r:.1%}" for r in rates)
         lines.append(f"| {side} | {threshold} | {cells} | {false_rate:.3f} | {unmatched} |")
     RESULTS.write_text("\n".join(lines) + "\n")
