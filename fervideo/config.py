@@ -85,7 +85,11 @@ class AnalyzeConfig:
         detector: face detector back end ("yunet" or "retinaface").
         fps: frames sampled per second of video; None analyses every frame.
         min_score: detector confidence (0-1) below which a face is dropped.
-        max_side: frames are shrunk to this long side (pixels) before detection.
+        min_face: smallest face to find, in pixels of the source frame: frames are shrunk
+            before detection until such a face is the detector's smallest reliable face (YuNet:
+            16 px), which makes detection cheaper in proportion to the area; faces smaller than
+            this may be missed (their 48-px crops, upscaled, carry little expression anyway).
+        max_side: frames are also shrunk to at most this long side (pixels) before detection.
         margin: crop side = box's longer side x (1 + margin), centred on the box.
         batch_size: face crops per classifier call.
         chunk_frames: frames decoded and detected before one batched classify.
@@ -105,6 +109,7 @@ class AnalyzeConfig:
     detector: str = "yunet"
     fps: float | None = 5.0
     min_score: float = 0.6
+    min_face: int = 32
     max_side: int = 960
     margin: float = 0.25
     batch_size: int = 256
@@ -118,6 +123,8 @@ class AnalyzeConfig:
     def __post_init__(self) -> None:
         checks = (
             ("fps", self.fps is None or _positive(self.fps), "a number > 0, or None for every frame"),
+            ("min_face", self.min_face >= 1, "an integer >= 1 (pixels)"),
+            ("max_side", self.max_side >= 1, "an integer >= 1 (pixels)"),
             ("batch_size", self.batch_size >= 1, "an integer >= 1"),
             ("chunk_frames", self.chunk_frames >= 1, "an integer >= 1"),
             ("margin", self.margin >= 0, "a number >= 0"),

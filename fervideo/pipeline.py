@@ -117,10 +117,13 @@ class Analyzer:
         self.detector = detector or get_detector(config.detector, **_detector_options(config))
         self.classifier = classifier or ExpressionClassifier(config.model, config.batch_size, config.tta)
         model = self.classifier.info
+        detected = f"{self.detector.name} ({self.detector.engine})"
+        if detector is None:  # the input scale changes which faces are found: recorded with it
+            detected = f"{detected[:-1]}; min face {config.min_face} px, max side {config.max_side} px)"
         self.run_info = RunInfo(
             model=model.name,
             model_sha256=model.sha256(),
-            detector=f"{self.detector.name} ({self.detector.engine})",
+            detector=detected,
             sample_fps=config.fps,
             version=__version__,
             tta=self.classifier.tta,  # the mode in use, also when a classifier is passed in
@@ -288,7 +291,11 @@ class Returning(Iterator[T]):
 
 
 def _detector_options(config: AnalyzeConfig) -> dict[str, object]:
-    options: dict[str, object] = {"min_score": config.min_score, "max_side": config.max_side}
+    options: dict[str, object] = {
+        "min_score": config.min_score,
+        "max_side": config.max_side,
+        "min_face": config.min_face,
+    }
     if config.detector == "retinaface":
         options["weights"] = config.retinaface_weights
     return options
