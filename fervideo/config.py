@@ -93,6 +93,8 @@ class AnalyzeConfig:
         margin: crop side = box's longer side x (1 + margin), centred on the box.
         batch_size: face crops per classifier call.
         chunk_frames: frames decoded and detected before one batched classify.
+        prefetch_frames: frames decoded, detected and cropped ahead of the classifier, in a
+            thread of their own (only their crops are held); 0 runs the two stages in turn.
         tta: test-time augmentation: "none", "flip" (mirrored crop too, 2x classifier
             time) or "crops" (five shifted crops and their mirrors, 10x).
         iou_threshold: minimum IoU to continue a track between sampled frames.
@@ -114,6 +116,7 @@ class AnalyzeConfig:
     margin: float = 0.25
     batch_size: int = 256
     chunk_frames: int = 32
+    prefetch_frames: int = 64
     tta: str = "none"
     iou_threshold: float = 0.3
     max_track_gap_s: float = 1.0
@@ -127,6 +130,7 @@ class AnalyzeConfig:
             ("max_side", self.max_side >= 1, "an integer >= 1 (pixels)"),
             ("batch_size", self.batch_size >= 1, "an integer >= 1"),
             ("chunk_frames", self.chunk_frames >= 1, "an integer >= 1"),
+            ("prefetch_frames", self.prefetch_frames >= 0, "an integer >= 0"),
             ("margin", self.margin >= 0, "a number >= 0"),
             ("min_score", 0 <= self.min_score <= 1, "a number in [0, 1]"),
             ("tta", self.tta in TTA_MODES, f"one of {', '.join(TTA_MODES)}"),

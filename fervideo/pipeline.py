@@ -2,7 +2,9 @@
 
 Frames are decoded, detected and cropped one at a time; only the small crops of a chunk of
 `chunk_frames` frames are kept, classified together, tracked in frame order and appended
-to the faces table. Memory therefore stays constant however long the video is.
+to the faces table. Memory therefore stays constant however long the video is. Decoding and
+detection run in a thread of their own, up to `prefetch_frames` frames ahead of the classifier
+(`fervideo.prefetch`), so that the two stages keep two cores busy.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from fervideo.crop import crop_faces
 from fervideo.decode import DecodeEnd, VideoInfo, probe, read_frames
 from fervideo.detect import FaceDetector, get_detector
 from fervideo.errors import FervideoError, SettingError
+from fervideo.prefetch import Prefetch
 from fervideo.store import ResultStore, video_id
 from fervideo.tables import RunInfo, Tables, VideoMeta
 from fervideo.track import IoUTracker
@@ -220,7 +223,9 @@ class Analyzer:
         """Per chunk of sampled frames: their timestamps (m,), their faces (n) classified and
         tracked, and each face's frame timestamp (n,). Returns how decoding ended."""
         tracker = IoUTracker(self.config.iou_threshold, self.config.max_track_gap_s)
-        detected = Returning(self._decode_detect_crop(info, clock, on_progress))
+        frames = self._decode_detect_crop(info, clock, on_progress)
+        ahead = self.config.prefetch_frames
+        detected = Prefetch(frames, ahead) if ahead else Returning(frames)
         with closing(detected):  # releases the capture
             while chunk := list(islice(detected, self.config.chunk_frames)):
                 times = np.array([t for t, _ in chunk], np.float64)

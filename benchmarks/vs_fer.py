@@ -1,0 +1,249 @@
+"""fervideo against the `fer` package, whole process against whole process; writes VS_FER.md.
+
+    python benchmarks/fer_env.py        # once: fer in .devdata/ferenv
+    python benchmarks/vs_fer.py         # about 5 minutes on 2 cores (run it under /work/tools/heavy)
+
+Clips, made once under .devdata/clips from ../shared/media (never committed):
+
+- woman_x6.mp4: woman.mp4 six times over (93 s, one face), its packets copied;
+- audience.mp4: 66 s, 640x360 at 29.97 fps, slow pans and zooms over two_faces_outdoor.jpg
+  (3 faces) and two_people.jpg (2), 2-3 faces of 30-200 px in view;
+- hd.mp4: 10 s at 1920x1080 over two_faces_outdoor.jpg, for the per-frame cost at 1080p.
+
+Each tool runs as a whole process, alternately, `--runs` times per clip, on every 6th frame
+(fer: its README's frame loop, `benchmarks/fer_loop.py`; fervideo: `analyze --fps 5` of a
+29.97 fps clip). CPU-seconds (user + system, every thread) and peak RSS come from `os.wait4`;
+the medians are reported. Detection recall and per-stage costs are measured in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+MEDIA = REPO.parent / "shared" / "media"
+CLIPS = REPO / ".devdata" / "clips"
+FER_PYTHON = REPO / ".devdata" / "ferenv" / "bin" / "python"
+REPORT = Path(__file__).with_name("VS_FER.md")
+RATE = Fraction(30000, 1001)
+EVERY = 6  # every 6th frame of 29.97 fps: fervideo's --fps 5
+FPS = 5.0
+#: Today's detector input before --min-face: frames at full size up to 960 px (min face 16 px).
+BEFORE = {"min_face": 16, "max_side": 960}
+
+
+@dataclass
+class Run:
+    cpu_s: float
+    wall_s: float
+    rss_mib: float
+    frames: int
+    faces: int
+
+
+def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[str, float, float, float]:
+    """Run a command; its stdout, CPU-seconds (its whole process tree), wall seconds, peak RSS MiB."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read().decode()
+    if process.returncode:
+        raise SystemExit(f"{' '.join(command)} failed with {process.returncode}")
+    # os.wait4 counts the process and its waited-for children; RSS is the largest one's
+    return text, usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss / 1024
+
+
+def run_fer(clip: Path) -> Run:
+    text, cpu, wall, rss = measured([str(FER_PYTHON), str(REPO / "benchmarks" / "fer_loop.py"), str(clip), str(EVERY)])
+    found = json.loads(text.strip().splitlines()[-1])
+    return Run(cpu, wall, rss, found["frames"], found["faces"])
+
+
+def run_fervideo(clip: Path, options: list[str]) -> Run:
+    from fervideo.store import read_results
+
+    with tempfile.TemporaryDirectory(prefix="vs-fer-") as out:
+        command = [sys.executable, "-m", "fervideo", "analyze", str(clip), "--fps", str(FPS), "-q", "--out", out]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        _, cpu, wall, rss = measured([*command, *options], env)
+        summary = read_results(out).summary.iloc[0]
+        return Run(cpu, wall, rss, int(summary["frames_analysed"]), int(summary["faces"]))
+
+
+def make_clips() -> dict[str, Path]:
+    CLIPS.mkdir(parents=True, exist_ok=True)
+    clips = {"woman_x6": CLIPS / "woman_x6.mp4", "audience": CLIPS / "audience.mp4", "hd": CLIPS / "hd.mp4"}
+    if not clips["woman_x6"].exists():
+        concatenate(MEDIA / "woman.mp4", 6, clips["woman_x6"])
+    if not clips["audience"].exists():
+        outdoor, people = (cv2.imread(str(MEDIA / name)) for name in ("two_faces_outdoor.jpg", "two_people.jpg"))
+        # (image, seconds, window (x, y, width) at the start, at the end): pans and zooms
+        shots = [
+            (outdoor, 12, (0, 200, 2000), (0, 300, 1200)),
+            (outdoor, 12, (0, 300, 1200), (800, 250, 1200)),
+            (people, 10, (0, 0, 1126), (150, 60, 800)),
+            (outdoor, 12, (800, 250, 1200), (300, 150, 1600)),
+            (people, 10, (150, 60, 800), (0, 40, 1000)),
+            (outdoor, 10, (300, 150, 1600), (0, 200, 2000)),
+        ]
+        write_shots(clips["audience"], shots, (640, 360))
+    if not clips["hd"].exists():
+        outdoor = cv2.imread(str(MEDIA / "two_faces_outdoor.jpg"))
+        write_shots(clips["hd"], [(outdoor, 10, (0, 150, 2000), (200, 250, 1700))], (1920, 1080))
+    return clips
+
+
+def concatenate(source: Path, times: int, target: Path) -> None:
+    """`source` `times` times over, its video packets copied (no re-encoding)."""
+    import av
+
+    with av.open(str(source)) as first:
+        stream = first.streams.video[0]
+        length = max(p.pts + p.duration for p in first.demux(stream) if p.pts is not None)
+    with av.open(str(target), "w") as out:
+        copy = out.add_stream_from_template(av.open(str(source)).streams.video[0])
+        for n in range(times):
+            with av.open(str(source)) as inp:
+                for packet in inp.demux(inp.streams.video[0]):
+                    if packet.dts is None:
+                        continue
+                    packet.pts += n * length
+                    packet.dts += n * length
+                    packet.stream = copy
+                    out.mux(packet)
+
+
+def write_shots(target: Path, shots: list, size: tuple[int, int]) -> None:
+    """An H.264 clip of `size` at 29.97 fps moving a window linearly over each shot's image."""
+    import av
+
+    width, height = size
+    with av.open(str(target), "w") as out:
+        stream = out.add_stream("libx264", rate=RATE)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for image, seconds, start, end in shots:
+            n = round(seconds * RATE)
+            for i in range(n):
+                x, y, w = (a + (b - a) * i / max(n - 1, 1) for a, b in zip(start, end, strict=True))
+                h = w * height / width
+                x, y = min(max(x, 0), image.shape[1] - w), min(max(y, 0), max(image.shape[0] - h, 0))
+                matrix = np.float32([[width / w, 0, -x * width / w], [0, width / w, -y * width / w]])
+                frame = cv2.warpAffine(image, matrix, size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+                    out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def stage_costs(clip: Path, analyzer) -> tuple[int, int, dict[str, float]]:
+    """Frames, faces and ms per analysed frame of each stage, in this process (sequential, so
+    that the stages' times are their own)."""
+    with tempfile.TemporaryDirectory() as out:
+        result = analyzer.run(clip, out)
+    per_frame = {stage: 1000 * s / max(result.frames_analysed, 1) for stage, s in result.seconds.items()}
+    return result.frames_analysed, result.faces, per_frame
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--fervideo-option", action="append", default=[], help="extra analyze option")
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if not FER_PYTHON.exists():
+        raise SystemExit(f"{FER_PYTHON} missing: run python benchmarks/fer_env.py first")
+    clips = make_clips()
+
+    paired: dict[str, tuple[list[Run], list[Run]]] = {}
+    for name in ("woman_x6", "audience"):
+        fer, ours = [], []
+        for _ in range(args.runs):
+            fer.append(run_fer(clips[name]))
+            ours.append(run_fervideo(clips[name], args.fervideo_option))
+            print(name, fer[-1], ours[-1], flush=True)
+        paired[name] = (fer, ours)
+
+    from fervideo.config import AnalyzeConfig
+    from fervideo.pipeline import Analyzer
+
+    now = Analyzer(AnalyzeConfig(fps=FPS, prefetch_frames=0))
+    before = Analyzer(AnalyzeConfig(fps=FPS, prefetch_frames=0, **BEFORE), classifier=now.classifier)
+    inputs = {**clips, **{p.stem: p for p in sorted(MEDIA.glob("*.jpg"))}}
+    recall = {name: (stage_costs(path, before), stage_costs(path, now)) for name, path in inputs.items()}
+    write_report(paired, recall, now.config)
+
+
+def median(runs: list[Run], field: str) -> float:
+    return statistics.median(getattr(r, field) for r in runs)
+
+
+def write_report(paired: dict, recall: dict, config) -> None:
+    from importlib import metadata
+
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+        platform.processor(),
+    )
+    lines = [
+        "# fervideo against fer",
+        "",
+        f"Written by `python benchmarks/vs_fer.py` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: "
+        f"{cpu}, {os.cpu_count()} cores, TensorFlow {metadata.version('tensorflow')}, fer 25.10.3 "
+        f"(default `FER()`: Haar cascade, its TFLite model), fervideo defaults (`{config.model}` model, "
+        f"YuNet, min face {config.min_face} px, {config.prefetch_frames} frames prefetched). "
+        "Whole processes, start-up included, run alternately; medians of "
+        f"{len(next(iter(paired.values()))[0])} runs each; every 6th frame of 29.97 fps.",
+        "",
+        "| clip | tool | CPU-s | wall s | peak RSS MiB | frames | faces | CPU vs fer | wall vs fer |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, (fer, ours) in paired.items():
+        for tool, runs in (("fer", fer), ("fervideo", ours)):
+            ratio_cpu = median(runs, "cpu_s") / median(fer, "cpu_s")
+            ratio_wall = median(runs, "wall_s") / median(fer, "wall_s")
+            lines.append(
+                f"| {name} | {tool} | {median(runs, 'cpu_s'):.1f} | {median(runs, 'wall_s'):.1f} | "
+                f"{median(runs, 'rss_mib'):.0f} | {runs[0].frames} | {runs[0].faces} | "
+                f"{ratio_cpu:.2f}x | {ratio_wall:.2f}x |"
+            )
+    lines += [
+        "",
+        "## Detection at the minimum face's scale",
+        "",
+        f"Before: frames detected at full size up to 960 px (`min_face={BEFORE['min_face']}`); now: "
+        f"shrunk until a {config.min_face}-px face is YuNet's smallest reliable one (16 px). One process, "
+        "stages in turn (no prefetch), ms per analysed frame.",
+        "",
+        "| input | faces before | faces now | detect ms before | detect ms now | decode ms | classify ms now |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, ((_, faces0, cost0), (_, faces1, cost1)) in recall.items():
+        lines.append(
+            f"| {name} | {faces0} | {faces1} | {cost0['detect']:.1f} | {cost1['detect']:.1f} | "
+            f"{cost1['decode']:.1f} | {cost1['classify']:.1f} |"
+        )
+    REPORT.write_text("\n".join(lines) + "\n")
+    print(REPORT.read_text())
+
+
+if __name__ == "__main__":
+    main()
