@@ -73,7 +73,9 @@ def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[str
 
 
 def run_fer(clip: Path) -> Run:
-    text, cpu, wall, rss = measured([str(FER_PYTHON), str(REPO / "benchmarks" / "fer_loop.py"), str(clip), str(EVERY)])
+    text, cpu, wall, rss = measured(
+        [str(FER_PYTHON), str(REPO / "benchmarks" / "fer_loop.py"), str(clip), str(EVERY)]
+    )
     found = json.loads(text.strip().splitlines()[-1])
     return Run(cpu, wall, rss, found["frames"], found["faces"])
 
@@ -82,7 +84,18 @@ def run_fervideo(clip: Path, options: list[str]) -> Run:
     from fervideo.store import read_results
 
     with tempfile.TemporaryDirectory(prefix="vs-fer-") as out:
-        command = [sys.executable, "-m", "fervideo", "analyze", str(clip), "--fps", str(FPS), "-q", "--out", out]
+        command = [
+            sys.executable,
+            "-m",
+            "fervideo",
+            "analyze",
+            str(clip),
+            "--fps",
+            str(FPS),
+            "-q",
+            "--out",
+            out,
+        ]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         _, cpu, wall, rss = measured([*command, *options], env)
         summary = read_results(out).summary.iloc[0]
@@ -95,7 +108,9 @@ def make_clips() -> dict[str, Path]:
     if not clips["woman_x6"].exists():
         concatenate(MEDIA / "woman.mp4", 6, clips["woman_x6"])
     if not clips["audience"].exists():
-        outdoor, people = (cv2.imread(str(MEDIA / name)) for name in ("two_faces_outdoor.jpg", "two_people.jpg"))
+        outdoor, people = (
+            cv2.imread(str(MEDIA / name)) for name in ("two_faces_outdoor.jpg", "two_people.jpg")
+        )
         # (image, seconds, window (x, y, width) at the start, at the end): pans and zooms
         shots = [
             (outdoor, 12, (0, 200, 2000), (0, 300, 1200)),
@@ -147,7 +162,9 @@ def write_shots(target: Path, shots: list, size: tuple[int, int]) -> None:
                 h = w * height / width
                 x, y = min(max(x, 0), image.shape[1] - w), min(max(y, 0), max(image.shape[0] - h, 0))
                 matrix = np.float32([[width / w, 0, -x * width / w], [0, width / w, -y * width / w]])
-                frame = cv2.warpAffine(image, matrix, size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+                frame = cv2.warpAffine(
+                    image, matrix, size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT
+                )
                 for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
                     out.mux(packet)
         for packet in stream.encode():
@@ -164,7 +181,9 @@ def stage_costs(clip: Path, analyzer) -> tuple[int, int, dict[str, float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--fervideo-option", action="append", default=[], help="extra analyze option")
     args = parser.parse_args()
@@ -200,7 +219,11 @@ def write_report(paired: dict, recall: dict, config) -> None:
     from importlib import metadata
 
     cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
         platform.processor(),
     )
     lines = [
@@ -233,7 +256,7 @@ def write_report(paired: dict, recall: dict, config) -> None:
         f"shrunk until a {config.min_face}-px face is YuNet's smallest reliable one (16 px). One process, "
         "stages in turn (no prefetch), ms per analysed frame.",
         "",
-        "| input | faces before | faces now | detect ms before | detect ms now | decode ms | classify ms now |",
+        "| input | faces before | faces now | detect ms before | detect ms now | decode ms | classify ms |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, ((_, faces0, cost0), (_, faces1, cost1)) in recall.items():

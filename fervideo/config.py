@@ -101,6 +101,9 @@ class AnalyzeConfig:
         max_track_gap_s: seconds a track may go unseen before it ends.
         retinaface_weights: weights file for the retinaface detector (else
             .deepface/weights/retinaface.onnx under $DEEPFACE_HOME or the home folder).
+        workers: worker processes of the local engine when several inputs are analysed: each
+            loads the model once and analyses whole videos, one at a time; None: one per core
+            of this machine; 1: everything in the calling process.
         ray: the Ray engine's layout (used only with `engine="ray"`).
 
     Raises:
@@ -121,6 +124,7 @@ class AnalyzeConfig:
     iou_threshold: float = 0.3
     max_track_gap_s: float = 1.0
     retinaface_weights: Path | None = None
+    workers: int | None = None
     ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
@@ -131,6 +135,11 @@ class AnalyzeConfig:
             ("batch_size", self.batch_size >= 1, "an integer >= 1"),
             ("chunk_frames", self.chunk_frames >= 1, "an integer >= 1"),
             ("prefetch_frames", self.prefetch_frames >= 0, "an integer >= 0"),
+            (
+                "workers",
+                self.workers is None or self.workers >= 1,
+                "an integer >= 1, or None for one per core",
+            ),
             ("margin", self.margin >= 0, "a number >= 0"),
             ("min_score", 0 <= self.min_score <= 1, "a number in [0, 1]"),
             ("tta", self.tta in TTA_MODES, f"one of {', '.join(TTA_MODES)}"),

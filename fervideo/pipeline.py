@@ -389,8 +389,9 @@ def analyze_many(
         overwrite: redo videos already finished in `out_dir`.
         on_progress: called with (path, frames decoded, frames in the video).
         on_result: called with each input's result as soon as it is known.
-        analyzer: a ready `Analyzer` to use instead of building one from `config` (local
-            engine only).
+        analyzer: a ready `Analyzer` to use in this process instead of building one from
+            `config` (local engine only); without one, several inputs go to `config.workers`
+            worker processes (`fervideo.engines.local`), with the same results and tables.
         engine: "local" (this process) or "ray": the videos go to the actors of a Ray cluster
             (`fervideo.engines.ray`; `config.ray` lays them out), with the same results, tables
             and callbacks; inputs and `out_dir` must be on a file system every node sees.
@@ -423,8 +424,23 @@ def analyze_many(
         )
     if address is not None:
         raise SettingError("address= is for engine='ray'")
-    analyzer = analyzer or Analyzer(config)
     paths = expand_inputs(inputs)
+    if analyzer is None and (workers := local_workers(config, len(paths))) > 1:
+        from fervideo.engines.local import analyze_in_workers
+
+        results = analyze_in_workers(
+            paths,
+            out_dir,
+            config or AnalyzeConfig(),
+            workers,
+            overwrite=overwrite,
+            on_progress=on_progress,
+            on_result=on_result,
+        )
+        with suppress(FervideoError):
+            ResultStore(out_dir).sweep()  # what killed runs left in staging
+        return results
+    analyzer = analyzer or Analyzer(config)
     results: dict[Path, VideoResult] = {}
     busy: list[Path] = []
     for wait, batch in ((False, paths), (True, busy)):
@@ -442,6 +458,15 @@ def analyze_many(
     with suppress(FervideoError):
         ResultStore(out_dir).sweep()  # what killed runs left in staging
     return [results[path] for path in paths]
+
+
+def local_workers(config: AnalyzeConfig | None, inputs: int) -> int:
+    """Worker processes the local engine starts for `inputs` files: `config.workers` (None: one
+    per core), never more than the inputs; 1 means the calling process does the work."""
+    workers = (config or AnalyzeConfig()).workers
+    if workers is None:
+        workers = os.cpu_count() or 1
+    return max(1, min(workers, inputs))
 
 
 def analyze(
