@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -180,26 +179,37 @@ def stage_costs(clip: Path, analyzer) -> tuple[int, int, dict[str, float]]:
     return result.frames_analysed, result.faces, per_frame
 
 
+#: fervideo's rows: its defaults, and the single network the default ensemble averages two of
+#: (half the classifier's cost, 1.2 points of PublicTest accuracy less: benchmarks/ACCURACY.md).
+VARIANTS = {"fervideo": [], "fervideo --model resvgg": ["--model", "resvgg"]}
+
+
+def size_of(path: Path) -> str:
+    from fervideo.decode import probe
+
+    info = probe(path)
+    return f"{info.width}x{info.height}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--fervideo-option", action="append", default=[], help="extra analyze option")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if not FER_PYTHON.exists():
         raise SystemExit(f"{FER_PYTHON} missing: run python benchmarks/fer_env.py first")
     clips = make_clips()
 
-    paired: dict[str, tuple[list[Run], list[Run]]] = {}
+    runs: dict[str, dict[str, list[Run]]] = {}
     for name in ("woman_x6", "audience"):
-        fer, ours = [], []
-        for _ in range(args.runs):
-            fer.append(run_fer(clips[name]))
-            ours.append(run_fervideo(clips[name], args.fervideo_option))
-            print(name, fer[-1], ours[-1], flush=True)
-        paired[name] = (fer, ours)
+        runs[name] = {tool: [] for tool in ("fer", *VARIANTS)}
+        for _ in range(args.runs):  # alternately
+            runs[name]["fer"].append(run_fer(clips[name]))
+            for tool, options in VARIANTS.items():
+                runs[name][tool].append(run_fervideo(clips[name], options))
+            print(name, {tool: r[-1] for tool, r in runs[name].items()}, flush=True)
 
     from fervideo.config import AnalyzeConfig
     from fervideo.pipeline import Analyzer
@@ -207,61 +217,61 @@ def main() -> None:
     now = Analyzer(AnalyzeConfig(fps=FPS, prefetch_frames=0))
     before = Analyzer(AnalyzeConfig(fps=FPS, prefetch_frames=0, **BEFORE), classifier=now.classifier)
     inputs = {**clips, **{p.stem: p for p in sorted(MEDIA.glob("*.jpg"))}}
-    recall = {name: (stage_costs(path, before), stage_costs(path, now)) for name, path in inputs.items()}
-    write_report(paired, recall, now.config)
+    recall = {
+        name: (stage_costs(path, before), stage_costs(path, now), size_of(path))
+        for name, path in inputs.items()
+    }
+    write_report(runs, recall, now.config, args.runs, os.getloadavg())
 
 
 def median(runs: list[Run], field: str) -> float:
     return statistics.median(getattr(r, field) for r in runs)
 
 
-def write_report(paired: dict, recall: dict, config) -> None:
+def write_report(runs: dict, recall: dict, config, n_runs: int, load: tuple[float, ...]) -> None:
     from importlib import metadata
 
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
     lines = [
         "# fervideo against fer",
         "",
         f"Written by `python benchmarks/vs_fer.py` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: "
-        f"{cpu}, {os.cpu_count()} cores, TensorFlow {metadata.version('tensorflow')}, fer 25.10.3 "
-        f"(default `FER()`: Haar cascade, its TFLite model), fervideo defaults (`{config.model}` model, "
-        f"YuNet, min face {config.min_face} px, {config.prefetch_frames} frames prefetched). "
-        "Whole processes, start-up included, run alternately; medians of "
-        f"{len(next(iter(paired.values()))[0])} runs each; every 6th frame of 29.97 fps.",
+        f"{cpu}, {os.cpu_count()} cores (shared: load average {load[0]:.1f} at the end), TensorFlow "
+        f"{metadata.version('tensorflow')} on both sides. fer 25.10.3's default `FER()` (Haar cascade, "
+        f"its TFLite model) against fervideo's defaults (`{config.model}` model, YuNet, min face "
+        f"{config.min_face} px, {config.prefetch_frames} frames prefetched, workers irrelevant for one "
+        "video). Whole processes, start-up and model loading included, run alternately; medians of "
+        f"{n_runs} runs each, on every 6th frame of 29.97 fps. CPU-s: user + system of every thread.",
         "",
         "| clip | tool | CPU-s | wall s | peak RSS MiB | frames | faces | CPU vs fer | wall vs fer |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, (fer, ours) in paired.items():
-        for tool, runs in (("fer", fer), ("fervideo", ours)):
-            ratio_cpu = median(runs, "cpu_s") / median(fer, "cpu_s")
-            ratio_wall = median(runs, "wall_s") / median(fer, "wall_s")
+    for name, tools in runs.items():
+        fer = tools["fer"]
+        for tool, results in tools.items():
             lines.append(
-                f"| {name} | {tool} | {median(runs, 'cpu_s'):.1f} | {median(runs, 'wall_s'):.1f} | "
-                f"{median(runs, 'rss_mib'):.0f} | {runs[0].frames} | {runs[0].faces} | "
-                f"{ratio_cpu:.2f}x | {ratio_wall:.2f}x |"
+                f"| {name} | {tool} | {median(results, 'cpu_s'):.1f} | {median(results, 'wall_s'):.1f} | "
+                f"{median(results, 'rss_mib'):.0f} | {results[0].frames} | {results[0].faces} | "
+                f"{median(results, 'cpu_s') / median(fer, 'cpu_s'):.2f}x | "
+                f"{median(results, 'wall_s') / median(fer, 'wall_s'):.2f}x |"
             )
     lines += [
         "",
         "## Detection at the minimum face's scale",
         "",
         f"Before: frames detected at full size up to 960 px (`min_face={BEFORE['min_face']}`); now: "
-        f"shrunk until a {config.min_face}-px face is YuNet's smallest reliable one (16 px). One process, "
-        "stages in turn (no prefetch), ms per analysed frame.",
+        f"shrunk until a {config.min_face}-px face is YuNet's smallest reliable one (16 px). One "
+        "process, stages in turn (no prefetch), ms per analysed frame (wall, which is CPU here but for "
+        "the detector's and decoder's own threads).",
         "",
-        "| input | faces before | faces now | detect ms before | detect ms now | decode ms | classify ms |",
-        "|---|---|---|---|---|---|---|",
+        "| input | size | faces before | faces now | detect ms before | detect ms now | decode ms "
+        "| classify ms |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for name, ((_, faces0, cost0), (_, faces1, cost1)) in recall.items():
+    for name, ((_, faces0, cost0), (_, faces1, cost1), size) in recall.items():
         lines.append(
-            f"| {name} | {faces0} | {faces1} | {cost0['detect']:.1f} | {cost1['detect']:.1f} | "
+            f"| {name} | {size} | {faces0} | {faces1} | {cost0['detect']:.1f} | {cost1['detect']:.1f} | "
             f"{cost1['decode']:.1f} | {cost1['classify']:.1f} |"
         )
     REPORT.write_text("\n".join(lines) + "\n")
