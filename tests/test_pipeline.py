@@ -412,7 +412,11 @@ def test_retinaface_and_keras_models_share_a_process(tmp_path, classifier):
     image[80:88, 96:104] = 255
     cv2.imwrite(str(tmp_path / "still.png"), image)
     tables = analyze(
-        tmp_path / "still.png", detector="retinaface", retinaface_weights=weights, model=classifier.info.path
+        tmp_path / "still.png",
+        detector="retinaface",
+        retinaface_weights=weights,
+        model=classifier.info.path,
+        min_face=16,  # the fake network's blob at full size
     )
     assert tables.faces[["x", "y", "w", "h"]].iloc[0].tolist() == [72, 56, 63, 63]
     assert tables.summary["detector"].item().startswith("retinaface (retina-face")
