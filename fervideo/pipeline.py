@@ -63,7 +63,8 @@ class VideoResult:
         faces: faces found.
         tracks: tracks found.
         complete: the video decoded to the end its container announces.
-        seconds: wall time per stage (decode, detect, crop, classify, track, write).
+        seconds: wall time per stage (decode, detect, crop, classify, track, write); the first
+            three run in the prefetch thread, at the same time as the others.
     """
 
     path: Path
