@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
@@ -42,8 +42,8 @@ REPORT = Path(__file__).with_name("VS_FER.md")
 RATE = Fraction(30000, 1001)
 EVERY = 6  # every 6th frame of 29.97 fps: fervideo's --fps 5
 FPS = 5.0
-#: Today's detector input before --min-face: frames at full size up to 960 px (min face 16 px).
-BEFORE = {"min_face": 16, "max_side": 960}
+#: Minimum faces compared; 16 px is the detector input before --min-face: full size up to 960 px.
+MIN_FACES = (16, 32, 48, 64)
 
 
 @dataclass
@@ -53,6 +53,7 @@ class Run:
     rss_mib: float
     frames: int
     faces: int
+    frames_with_faces: int
 
 
 def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[str, float, float, float]:
@@ -76,7 +77,7 @@ def run_fer(clip: Path) -> Run:
         [str(FER_PYTHON), str(REPO / "benchmarks" / "fer_loop.py"), str(clip), str(EVERY)]
     )
     found = json.loads(text.strip().splitlines()[-1])
-    return Run(cpu, wall, rss, found["frames"], found["faces"])
+    return Run(cpu, wall, rss, found["frames"], found["faces"], found["frames_with_faces"])
 
 
 def run_fervideo(clip: Path, options: list[str]) -> Run:
@@ -97,8 +98,18 @@ def run_fervideo(clip: Path, options: list[str]) -> Run:
         ]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         _, cpu, wall, rss = measured([*command, *options], env)
-        summary = read_results(out).summary.iloc[0]
-        return Run(cpu, wall, rss, int(summary["frames_analysed"]), int(summary["faces"]))
+        tables = read_results(out)
+        summary = tables.summary.iloc[0]
+        seen = tables.faces["frame"].nunique()
+        return Run(cpu, wall, rss, int(summary["frames_analysed"]), int(summary["faces"]), seen)
+
+
+def startup() -> dict[str, tuple[float, float]]:
+    """(CPU-s, wall s) of each tool's start-up alone: imports and model loading, no frame."""
+    fer = [str(FER_PYTHON), "-c", "from fer.fer import FER; FER()"]
+    ours = [sys.executable, "-c", "from fervideo.pipeline import Analyzer; Analyzer()"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return {tool: measured(command, env)[1:3] for tool, command in (("fer", fer), ("fervideo", ours))}
 
 
 def make_clips() -> dict[str, Path]:
@@ -214,21 +225,34 @@ def main() -> None:
     from fervideo.config import AnalyzeConfig
     from fervideo.pipeline import Analyzer
 
-    now = Analyzer(AnalyzeConfig(fps=FPS, prefetch_frames=0))
-    before = Analyzer(AnalyzeConfig(fps=FPS, prefetch_frames=0, **BEFORE), classifier=now.classifier)
+    # detection recall and cost per minimum face, stages in turn so that each has its own time
+    base = AnalyzeConfig(fps=FPS, prefetch_frames=0)
+    classifier = Analyzer(base).classifier
+    analyzers = {face: Analyzer(replace(base, min_face=face), classifier=classifier) for face in MIN_FACES}
     inputs = {**clips, **{p.stem: p for p in sorted(MEDIA.glob("*.jpg"))}}
     recall = {
-        name: (stage_costs(path, before), stage_costs(path, now), size_of(path))
+        name: ({face: stage_costs(path, a) for face, a in analyzers.items()}, size_of(path))
         for name, path in inputs.items()
     }
-    write_report(runs, recall, now.config, args.runs, os.getloadavg())
+    write_report(runs, recall, startup(), AnalyzeConfig(), args.runs, os.getloadavg())
 
 
 def median(runs: list[Run], field: str) -> float:
     return statistics.median(getattr(r, field) for r in runs)
 
 
-def write_report(runs: dict, recall: dict, config, n_runs: int, load: tuple[float, ...]) -> None:
+def per_frame(tools: dict[str, list[Run]], started: dict[str, tuple[float, float]]) -> str:
+    """Each tool's CPU-ms per analysed frame, its start-up taken off."""
+    costs = []
+    for tool, results in tools.items():
+        startup_cpu = started["fer" if tool == "fer" else "fervideo"][0]
+        costs.append(f"{tool} {1000 * (median(results, 'cpu_s') - startup_cpu) / results[0].frames:.0f}")
+    return ", ".join(costs)
+
+
+def write_report(
+    runs: dict, recall: dict, started: dict, config, n_runs: int, load: tuple[float, ...]
+) -> None:
     from importlib import metadata
 
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
@@ -244,8 +268,9 @@ def write_report(runs: dict, recall: dict, config, n_runs: int, load: tuple[floa
         "video). Whole processes, start-up and model loading included, run alternately; medians of "
         f"{n_runs} runs each, on every 6th frame of 29.97 fps. CPU-s: user + system of every thread.",
         "",
-        "| clip | tool | CPU-s | wall s | peak RSS MiB | frames | faces | CPU vs fer | wall vs fer |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| clip | tool | CPU-s | wall s | peak RSS MiB | frames | faces | frames with a face | CPU vs fer "
+        "| wall vs fer |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, tools in runs.items():
         fer = tools["fer"]
@@ -253,27 +278,34 @@ def write_report(runs: dict, recall: dict, config, n_runs: int, load: tuple[floa
             lines.append(
                 f"| {name} | {tool} | {median(results, 'cpu_s'):.1f} | {median(results, 'wall_s'):.1f} | "
                 f"{median(results, 'rss_mib'):.0f} | {results[0].frames} | {results[0].faces} | "
+                f"{results[0].frames_with_faces} | "
                 f"{median(results, 'cpu_s') / median(fer, 'cpu_s'):.2f}x | "
                 f"{median(results, 'wall_s') / median(fer, 'wall_s'):.2f}x |"
             )
     lines += [
         "",
+        "Start-up alone (imports and model loading, no frame; one run each): "
+        + ", ".join(f"{tool} {cpu:.1f} CPU-s, {wall:.1f} s wall" for tool, (cpu, wall) in started.items())
+        + ". Beyond it, CPU-ms per analysed frame (the default model's start-up taken off both fervideo "
+        "rows): " + "; ".join(f"{name}: {per_frame(tools, started)}" for name, tools in runs.items()) + ".",
+        "",
         "## Detection at the minimum face's scale",
         "",
-        f"Before: frames detected at full size up to 960 px (`min_face={BEFORE['min_face']}`); now: "
-        f"shrunk until a {config.min_face}-px face is YuNet's smallest reliable one (16 px). One "
-        "process, stages in turn (no prefetch), ms per analysed frame (wall, which is CPU here but for "
-        "the detector's and decoder's own threads).",
+        "`--min-face` F shrinks frames by 16/F (YuNet finds faces from 16 px at its input), at most to "
+        "960 px; F = 16 is the detector input before `--min-face` (full size up to 960 px). Faces "
+        f"found, and detection ms per analysed frame; decode and classify ms at the default "
+        f"{config.min_face} px. One process, stages in turn (no prefetch); ms are wall time, which "
+        "is CPU time here but for the detector's and the decoder's own threads.",
         "",
-        "| input | size | faces before | faces now | detect ms before | detect ms now | decode ms "
-        "| classify ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "| input | size | "
+        + " | ".join(f"faces at {face} | detect ms at {face}" for face in MIN_FACES)
+        + " | decode ms | classify ms |",
+        "|---|---|" + "---|---|" * len(MIN_FACES) + "---|---|",
     ]
-    for name, ((_, faces0, cost0), (_, faces1, cost1), size) in recall.items():
-        lines.append(
-            f"| {name} | {size} | {faces0} | {faces1} | {cost0['detect']:.1f} | {cost1['detect']:.1f} | "
-            f"{cost1['decode']:.1f} | {cost1['classify']:.1f} |"
-        )
+    for name, (costs, size) in recall.items():
+        default = costs[config.min_face][2]
+        cells = " | ".join(f"{faces} | {cost['detect']:.1f}" for _, faces, cost in costs.values())
+        lines.append(f"| {name} | {size} | {cells} | {default['decode']:.1f} | {default['classify']:.1f} |")
     REPORT.write_text("\n".join(lines) + "\n")
     print(REPORT.read_text())
 
