@@ -23,9 +23,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fervideo.config import AnalyzeConfig
 from fervideo.errors import FervideoError
+
+if TYPE_CHECKING:
+    from fervideo.pipeline import VideoResult
 
 #: A worker sends at most one progress event per this many seconds (and always its last one).
 _PROGRESS_EVERY_S = 0.2
@@ -47,9 +51,9 @@ def analyze_in_workers(
     *,
     overwrite: bool = False,
     on_progress: Callable[[Path, int, int], None] | None = None,
-    on_result: Callable[..., None] | None = None,
+    on_result: Callable[[VideoResult], None] | None = None,
     make_analyzer: Callable[[AnalyzeConfig], object] | None = None,
-) -> list:
+) -> list[VideoResult]:
     """Analyse files on `workers` processes; `analyze_many` calls this for several inputs.
 
     A video that another process is analysing into `out_dir` is put off to the end, then waited
@@ -65,7 +69,7 @@ def analyze_in_workers(
         FervideoError: a worker cannot load the model or the detector (before any video is
             analysed).
     """
-    from fervideo.pipeline import VideoResult
+    from fervideo.pipeline import VideoResult  # the pipeline imports this module when it needs it
 
     context = multiprocessing.get_context("spawn")  # TensorFlow's threads do not survive a fork
     events = context.Queue()
