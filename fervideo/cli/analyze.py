@@ -84,7 +84,8 @@ def analyze(
         int | None,
         typer.Option(
             min=1,
-            help="Processes analysing several inputs at once, one video each (default: one per core).",
+            help="Processes analysing several inputs at once, one video each "
+            "(default: one per two cores; each keeps about two cores busy).",
             show_default=False,
         ),
     ] = DEFAULTS.workers,
