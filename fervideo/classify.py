@@ -61,6 +61,7 @@ class ExpressionClassifier:
         self.batch_size = batch_size
         self.tta = tta
         self._model = _load(self.info)
+        self._graph = _any_batch_graph(self._model)
 
     @property
     def keras_model(self):
@@ -88,10 +89,25 @@ class ExpressionClassifier:
     def _forward(self, crops: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(crops, np.float32)[..., None]
         parts = [
-            np.asarray(self._model.predict_on_batch(x[start : start + self.batch_size]), np.float64)
+            np.asarray(self._graph(x[start : start + self.batch_size]), np.float64)
             for start in range(0, len(x), self.batch_size)
         ]
         return np.concatenate(parts)
+
+
+def _any_batch_graph(model):
+    """The model as one TensorFlow graph that takes any number of crops, built and run once now.
+
+    Keras' `predict_on_batch` traces a new graph for each new batch size (0.6-0.9 s of CPU each
+    for the default model on 2 cores): a video's chunks hold varying numbers of faces, so short
+    videos, and every new worker, paid for several. One graph with an open batch dimension costs
+    that once, here, and per crop it is as fast (8.0 vs 7.9 CPU-ms at 32 crops, measured).
+    """
+    import tensorflow as tf
+
+    graph = tf.function(model, input_signature=[tf.TensorSpec((None, CROP_SIZE, CROP_SIZE, 1), tf.float32)])
+    graph(np.zeros((1, CROP_SIZE, CROP_SIZE, 1), np.float32))
+    return graph
 
 
 def _load(info: ModelInfo):

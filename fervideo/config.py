@@ -140,17 +140,27 @@ class AnalyzeConfig:
         detector: face detector back end ("yunet" or "retinaface").
         fps: frames sampled per second of video; None analyses every frame.
         min_score: detector confidence (0-1) below which a face is dropped.
-        max_side: frames are shrunk to this long side (pixels) before detection.
+        min_face: smallest face to find, in pixels of the source frame: frames are shrunk
+            before detection until such a face is the detector's smallest reliable face (YuNet:
+            16 px), which makes detection cheaper in proportion to the area; faces smaller than
+            this may be missed (their 48-px crops, upscaled, carry little expression anyway).
+        max_side: frames are also shrunk to at most this long side (pixels) before detection.
         crop: how faces are cut from the detector's boxes; None: the calibrated `CROPS`
             entry of the detector in use.
         batch_size: face crops per classifier call.
         chunk_frames: frames decoded and detected before one batched classify.
+        prefetch_frames: frames decoded, detected and cropped ahead of the classifier, in a
+            thread of their own (only their crops are held); 0 runs the two stages in turn.
         tta: test-time augmentation: "none", "flip" (mirrored crop too, 2x classifier
             time) or "crops" (five shifted crops and their mirrors, 10x).
         iou_threshold: minimum IoU to continue a track between sampled frames.
         max_track_gap_s: seconds a track may go unseen before it ends.
         retinaface_weights: weights file for the retinaface detector (else
             .deepface/weights/retinaface.onnx under $DEEPFACE_HOME or the home folder).
+        workers: worker processes of the local engine when several inputs are analysed: each
+            loads the model once and analyses whole videos, one at a time; None: one per two
+            cores of this machine (each process keeps about two busy); 1: everything in the
+            calling process.
         ray: the Ray engine's layout (used only with `engine="ray"`).
 
     Raises:
@@ -161,21 +171,32 @@ class AnalyzeConfig:
     detector: str = "yunet"
     fps: float | None = 5.0
     min_score: float = 0.5
+    min_face: int = 32
     max_side: int = 960
     crop: CropSettings | None = None
     batch_size: int = 256
     chunk_frames: int = 32
+    prefetch_frames: int = 64
     tta: str = "none"
     iou_threshold: float = 0.3
     max_track_gap_s: float = 1.0
     retinaface_weights: Path | None = None
+    workers: int | None = None
     ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
         checks = (
             ("fps", self.fps is None or _positive(self.fps), "a number > 0, or None for every frame"),
+            ("min_face", self.min_face >= 1, "an integer >= 1 (pixels)"),
+            ("max_side", self.max_side >= 1, "an integer >= 1 (pixels)"),
             ("batch_size", self.batch_size >= 1, "an integer >= 1"),
             ("chunk_frames", self.chunk_frames >= 1, "an integer >= 1"),
+            ("prefetch_frames", self.prefetch_frames >= 0, "an integer >= 0"),
+            (
+                "workers",
+                self.workers is None or self.workers >= 1,
+                "an integer >= 1, or None for one per two cores",
+            ),
             ("min_score", 0 <= self.min_score <= 1, "a number in [0, 1]"),
             ("tta", self.tta in TTA_MODES, f"one of {', '.join(TTA_MODES)}"),
         )

@@ -90,6 +90,10 @@ def test_options_are_forwarded(recorded, tmp_path):
         "--overwrite",
         "--retinaface-weights",
         "w.onnx",
+        "--min-face",
+        "40",
+        "--workers",
+        "1",
     ]
     assert runner.invoke(app, args).exit_code == 0
     assert configs == [
@@ -100,6 +104,8 @@ def test_options_are_forwarded(recorded, tmp_path):
             batch_size=8,
             tta="crops",
             retinaface_weights=Path("w.onnx"),
+            min_face=40,
+            workers=1,
         )
     ]
     assert calls[0]["paths"] == [Path("a.mp4"), Path("b.mp4")] and calls[0]["out"] == tmp_path
@@ -135,21 +141,22 @@ def test_output_problems_are_error_lines_not_tracebacks(tmp_path, classifier, mo
     videos = [str(write_video(tmp_path / f"clip{i}.mp4", 5)) for i in range(2)]
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("")
-    result = runner.invoke(app, ["analyze", *videos, "--out", str(not_a_folder), "--quiet"])
+    one = ["--workers", "1"]  # the patched Analyzer exists in this process only
+    result = runner.invoke(app, ["analyze", *videos, "--out", str(not_a_folder), "--quiet", *one])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # not an OSError
     locks = not_a_folder / ".fervideo" / "locks"
     assert result.stderr == "".join(f"error: {v}: cannot write {locks}: Not a directory.\n" for v in videos)
 
     out = tmp_path / "out"
-    assert runner.invoke(app, ["analyze", *videos, "--out", str(out)]).exit_code == 0
-    again = runner.invoke(app, ["analyze", *videos, "--out", str(out), "--fps", "1", "--quiet"])
+    assert runner.invoke(app, ["analyze", *videos, "--out", str(out), *one]).exit_code == 0
+    again = runner.invoke(app, ["analyze", *videos, "--out", str(out), "--fps", "1", "--quiet", *one])
     assert again.exit_code == 1
     assert again.stderr.splitlines() == [
         f"error: {video} was analysed with other settings (sampling 5 fps; this run: sampling 1 fps); "
         "pass --overwrite to redo it or choose another --out."
         for video in videos
     ]
-    redo = runner.invoke(app, ["analyze", *videos, "--out", str(out), "--fps", "1", "--overwrite"])
+    redo = runner.invoke(app, ["analyze", *videos, "--out", str(out), "--fps", "1", "--overwrite", *one])
     assert redo.exit_code == 0 and "2 analysed" in redo.stdout
 
 

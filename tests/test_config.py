@@ -65,6 +65,7 @@ class Changed(config.AnalyzeConfig):
     detector: str = "retinaface"
     fps: float = 2.0
     min_score: float = 0.5
+    min_face: int = 48
     max_side: int = 640
     batch_size: int = 8
     tta: str = "flip"
@@ -99,8 +100,13 @@ print(json.dumps({{
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     assert found["ExpressionClassifier"] == {"model": "other", "batch_size": "8", "tta": "flip"}
-    assert found["YuNetDetector"] == {"min_score": "0.5", "max_side": "640"}
-    assert found["RetinaFaceDetector"] == {"min_score": "0.5", "max_side": "640", "weights": "None"}
+    assert found["YuNetDetector"] == {"min_score": "0.5", "max_side": "640", "min_face": "48"}
+    assert found["RetinaFaceDetector"] == {
+        "min_score": "0.5",
+        "max_side": "640",
+        "min_face": "48",
+        "weights": "None",
+    }
     assert found["get_detector"] == {"detector": "retinaface"}
     assert found["IoUTracker"] == {"iou_threshold": "0.4", "max_gap_s": "2.5"}
     assert found["cli out"] == "elsewhere"

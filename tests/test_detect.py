@@ -8,6 +8,7 @@ from fervideo.detect import (
     DETECTORS,
     RetinaFaceDetector,
     YuNetDetector,
+    face_scale,
     get_detector,
     retinaface_weights,
     shrink,
@@ -52,6 +53,27 @@ def test_shrink_caps_the_long_side(shape, max_side, expected_shape, expected_sca
     assert small.shape == expected_shape and scale == expected_scale
 
 
+def test_shrink_applies_the_scale_under_the_cap_and_never_enlarges():
+    assert shrink(np.zeros((1080, 1920, 3), np.uint8), 960, 0.25)[0].shape == (270, 480, 3)
+    assert shrink(np.zeros((1080, 1920, 3), np.uint8), 960, 0.8)[1] == 0.5
+    assert shrink(np.zeros((100, 200, 3), np.uint8), 960, 1.0)[1] == 1.0
+
+
+def test_the_minimum_face_sets_the_detector_scale():
+    assert face_scale(32, 16) == 0.5 and face_scale(64, 16) == 0.25
+    assert face_scale(8, 16) == 1.0  # never enlarged
+    assert YuNetDetector(min_face=48).scale == pytest.approx(1 / 3)
+
+
+def test_a_face_the_minimum_face_allows_is_found_and_mapped_back(face_frame):
+    side = 1280
+    big = cv2.resize(face_frame, (side, side), interpolation=cv2.INTER_CUBIC)
+    fine = YuNetDetector(min_face=16).detect(big)  # the 960-px cap only
+    coarse = YuNetDetector(min_face=96).detect(big)  # 1280 px x 1/6: a 213-px input
+    assert len(fine) == len(coarse) == 1
+    np.testing.assert_allclose(coarse.xyxy, fine.xyxy, atol=6 * 3)
+
+
 def test_to_faces_maps_back_clips_and_filters():
     faces = to_faces(
         frame_index=7,
@@ -84,7 +106,7 @@ def test_yunet_finds_the_face_with_landmarks_inside_its_box(face_frame):
 
 def test_yunet_detects_on_a_shrunk_copy_and_maps_boxes_back(face_frame):
     pytest.importorskip("yuface", reason="the landmarks come from yuface")
-    detector = YuNetDetector(max_side=320)
+    detector = YuNetDetector(max_side=320, min_face=YuNetDetector.smallest_face)  # max_side alone
     big = cv2.resize(face_frame, (1280, 1280), interpolation=cv2.INTER_CUBIC)
     small_faces = detector.detect(face_frame)
     big_faces = detector.detect(big)

@@ -105,6 +105,32 @@ def test_chunking_does_not_change_the_results(tmp_path, classifier):
     pd.testing.assert_frame_equal(results[0].tracks, results[1].tracks)
 
 
+def test_the_prefetch_thread_gives_the_tables_of_the_stages_in_turn(tmp_path, classifier):
+    video = write_video(tmp_path / "clip.mp4", 95, fps=10)
+    tables = []
+    for ahead in (0, 4):
+        config = AnalyzeConfig(fps=None, chunk_frames=8, prefetch_frames=ahead)
+        analyzer = Analyzer(config, FakeDetector(empty=[4, 5, 40]), classifier)
+        out = tmp_path / f"out{ahead}"
+        tables.append(ResultStore(out).read(analyzer.run(video, out).video))
+    for name, sequential, threaded in zip(TABLES, *tables, strict=True):
+        pd.testing.assert_frame_equal(sequential, threaded, obj=name)
+
+
+def test_a_detector_error_in_the_prefetch_thread_fails_the_video(tmp_path, classifier):
+    class Failing(FakeDetector):
+        def detect(self, image, frame_index=0):
+            if frame_index == 7:
+                raise FervideoError("detector broke")
+            return super().detect(image, frame_index)
+
+    video = write_video(tmp_path / "clip.mp4", 20, fps=10)
+    analyzer = Analyzer(AnalyzeConfig(fps=None, prefetch_frames=2), Failing(), classifier)
+    with pytest.raises(FervideoError, match="detector broke"):
+        analyzer.run(video, tmp_path / "out")
+    assert not ResultStore(tmp_path / "out").is_done(video_id(video))
+
+
 def test_memory_does_not_grow_with_the_length_of_the_video(tmp_path, classifier):
     """Frames are not kept: ten times as many frames need about the same peak memory."""
     analyzer = Analyzer(AnalyzeConfig(fps=None), detector=FakeDetector(), classifier=classifier)
@@ -386,7 +412,11 @@ def test_retinaface_and_keras_models_share_a_process(tmp_path, classifier):
     image[80:88, 96:104] = 255
     cv2.imwrite(str(tmp_path / "still.png"), image)
     tables = analyze(
-        tmp_path / "still.png", detector="retinaface", retinaface_weights=weights, model=classifier.info.path
+        tmp_path / "still.png",
+        detector="retinaface",
+        retinaface_weights=weights,
+        model=classifier.info.path,
+        min_face=16,  # the fake network's blob at full size
     )
     assert tables.faces[["x", "y", "w", "h"]].iloc[0].tolist() == [72, 56, 63, 63]
     assert tables.summary["detector"].item().startswith("retinaface (retina-face")

@@ -72,6 +72,23 @@ def analyze(
             "(default: .deepface/weights/retinaface.onnx under $DEEPFACE_HOME, else under ~)."
         ),
     ] = None,
+    min_face: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Smallest face to find, in pixels of the video: frames are shrunk for detection "
+            "until such a face is the detector's smallest reliable one; smaller faces may be missed.",
+        ),
+    ] = DEFAULTS.min_face,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Processes analysing several inputs at once, one video each "
+            "(default: one per two cores; each keeps about two cores busy).",
+            show_default=False,
+        ),
+    ] = DEFAULTS.workers,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
     engine: Annotated[
         Engine, typer.Option(help="Where to analyse: this process, or the actors of a Ray cluster.")
@@ -128,7 +145,9 @@ def analyze(
         fps=None if every_frame else fps,
         batch_size=batch_size,
         tta=tta.value,
+        min_face=min_face,
         retinaface_weights=retinaface_weights,
+        workers=workers,
         ray=RayConfig(retries=retries, classify_actors=classify_actors, classify_gpus=classify_gpus),
     )
     quiet_native_logs()
@@ -163,7 +182,8 @@ def analyze(
 
     with closing(overall):
         analyzer = None
-        if engine == Engine.local:  # the Ray engine loads the models on its actors
+        # the Ray engine loads the models on its actors, worker processes on their own
+        if engine == Engine.local and pipeline.local_workers(config, len(paths)) == 1:
             with native_stderr_silenced():  # TensorFlow's start-up chatter ignores every log level
                 analyzer = pipeline.Analyzer(config)
         results = pipeline.analyze_many(
