@@ -86,9 +86,9 @@ class Row:
     seconds: float
 
 
-def run_fervideo(video: Path, model: str) -> tuple[Detections, float]:
+def run_fervideo(video: Path, model: str, min_face: int) -> tuple[Detections, float]:
     started = time.perf_counter()
-    faces = fervideo.analyze(video, config=AnalyzeConfig(model=model, fps=None)).faces
+    faces = fervideo.analyze(video, config=AnalyzeConfig(model=model, fps=None, min_face=min_face)).faces
     seconds = time.perf_counter() - started
     xyxy = faces[["x", "y", "w", "h"]].to_numpy(np.float32, copy=True)
     xyxy[:, 2:] += xyxy[:, :2]
@@ -163,6 +163,13 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1200, help="PublicTest images rendered per size")
     parser.add_argument("--sizes", type=int, nargs="*", default=[48, 96, 144, 240])
     parser.add_argument("--model", default=AnalyzeConfig().model)
+    parser.add_argument(
+        "--min-faces",
+        type=int,
+        nargs="*",
+        default=[AnalyzeConfig().min_face, 16],
+        help="fervideo's --min-face settings to run (16: the detector sees frames at full size)",
+    )
     parser.add_argument("--no-fer", dest="fer", action="store_false", help="skip the fer package")
     args = parser.parse_args()
     test = renders.public_test(args.data)
@@ -176,9 +183,10 @@ def main() -> None:
             n_frames = len(render.frames)
             render.frames.clear()  # the video holds them now
             direct = classifier.predict(test.x[[f.image for f in render.faces], :, :, 0]).argmax(1)
-            found, seconds = run_fervideo(video, args.model)
-            rows.append(score("fervideo", size, render, found, direct, seconds))
-            print(rows[-1], flush=True)
+            for min_face in args.min_faces:
+                found, seconds = run_fervideo(video, args.model, min_face)
+                rows.append(score(f"fervideo, min face {min_face}", size, render, found, direct, seconds))
+                print(rows[-1], flush=True)
             if args.fer:
                 found, seconds = run_fer(video, Path(tmp))
                 rows.append(score(f"fer {FER_VERSION}", size, render, found, direct, seconds))
@@ -198,8 +206,9 @@ def write(args: argparse.Namespace, rows: list[Row], images: int) -> None:
         "flat, noise and "
         f"photo backgrounds; 20% of frames blurred (sigma {renders.BLUR_SIGMA} px), 20% re-encoded as JPEG "
         f"quality {renders.JPEG_QUALITY}; 10% face-free frames), every frame analysed. fervideo: "
-        f"`fervideo.analyze` with model `{args.model}` and the default detector and crop; fer: its own "
-        "`FER()` pipeline on the same frames.",
+        f"`fervideo.analyze` with model `{args.model}` and the default detector and crop, at each "
+        f"`--min-face` of {args.min_faces} (the default is {AnalyzeConfig().min_face}; 16 px: the "
+        "detector sees the frames at full size); fer: its own `FER()` pipeline on the same frames.",
         "",
         "- found: rendered faces matched by a detection (box overlap >= 0.3)",
         "- accuracy on found: top class right, among the faces found",

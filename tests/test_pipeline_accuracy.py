@@ -33,7 +33,8 @@ def rendered(tmp_path_factory):
 
 
 def analysed(render, video, crop: CropSettings | None):
-    faces = fervideo.analyze(video, config=AnalyzeConfig(fps=None, crop=crop)).faces
+    # Every frame, full size: the detector scale of --min-face is measured in PIPELINE.md.
+    faces = fervideo.analyze(video, config=AnalyzeConfig(fps=None, crop=crop, min_face=16)).faces
     xyxy = faces[["x", "y", "w", "h"]].to_numpy(np.float32, copy=True)
     xyxy[:, 2:] += xyxy[:, :2]
     index, _ = renders.match(render.faces, faces["frame"].to_numpy(), xyxy)
