@@ -105,7 +105,8 @@ def main() -> None:
     lines = [
         "# Accuracy on FER2013 PublicTest",
         "",
-        f"Written by `python benchmarks/accuracy.py` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
+        f"Written by `python benchmarks/accuracy.py --tta {args.tta}` on "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
         f"{platform.machine()} CPU with {os.cpu_count()} cores, Keras {keras.__version__} "
         f"({keras.backend.backend()}). {len(test)} PublicTest images, the same for every model. "
         "Speed: crops per second at batch 256, with the TTA views (fer's includes its resize "
