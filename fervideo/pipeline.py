@@ -121,13 +121,15 @@ class Analyzer:
         self.detector = detector or get_detector(config.detector, **_detector_options(config))
         self.classifier = classifier or ExpressionClassifier(config.model, config.batch_size, config.tta)
         model = self.classifier.info
-        detected = f"{self.detector.name} ({self.detector.engine})"
+        engine = self.detector.engine
         if detector is None:  # the input scale changes which faces are found: recorded with it
-            detected = f"{detected[:-1]}; min face {config.min_face} px, max side {config.max_side} px)"
+            engine += f"; min face {config.min_face} px, max side {config.max_side} px"
+        # the crop for faces with eye landmarks (True) and without (False), resolved once
+        self.crops = {has: config.crop_for(self.detector.name, has) for has in (True, False)}
         self.run_info = RunInfo(
             model=model.name,
             model_sha256=model.sha256(),
-            detector=detected,
+            detector=f"{self.detector.name} ({engine})",
             sample_fps=config.fps,
             version=__version__,
             tta=self.classifier.tta,  # the mode in use, also when a classifier is passed in
@@ -263,7 +265,7 @@ class Analyzer:
                 with clock("detect"):
                     faces = self.detector.detect(frame.image, frame.index)
                 with clock("crop"):
-                    settings = self.config.crop_for(self.detector.name, faces.landmarks is not None)
+                    settings = self.crops[faces.landmarks is not None]
                     faces = faces.with_(crops=crop_faces(frame.image, faces, settings))
                 if on_progress:
                     on_progress(frame.index + 1, info.frame_count)

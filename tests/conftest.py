@@ -70,6 +70,19 @@ def example_video() -> Path:
     return EXAMPLE_VIDEO
 
 
+@pytest.fixture
+def clips(tmp_path: Path, example_video: Path) -> Path:
+    """A folder of two copies of the example clip (one face, 4 s) and a grey clip (no face)."""
+    from tests.helpers import write_video
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name in ("ad.mp4", "again.mp4"):
+        (folder / name).write_bytes(example_video.read_bytes())
+    write_video(folder / "grey.mp4", 5)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def ads_analysed(tmp_path_factory: pytest.TempPathFactory, classifier) -> Path:
     """An output folder of the real pipeline (fake detector, tiny model) over a folder of

@@ -18,21 +18,9 @@ from fervideo.errors import FervideoError
 from fervideo.pipeline import analyze_many, expand_inputs, local_workers
 from fervideo.store import read_results
 from fervideo.tables import TABLES
-from tests.helpers import write_video
 from tests.ray_helpers import DyingAnalyzer
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def clips(tmp_path, example_video):
-    """Two copies of the example clip (one face, 4 s) and a grey clip (no face)."""
-    folder = tmp_path / "clips"
-    folder.mkdir()
-    for name in ("ad.mp4", "again.mp4"):
-        (folder / name).write_bytes(example_video.read_bytes())
-    write_video(folder / "grey.mp4", 5)
-    return folder
 
 
 def test_workers_give_the_tables_and_results_of_one_process(tmp_path, clips, tiny_model):

@@ -23,7 +23,6 @@ from fervideo.errors import FervideoError, SettingError
 from fervideo.pipeline import VideoResult, analyze_many
 from fervideo.store import ResultStore, read_results, video_id
 from fervideo.tables import TABLES
-from tests.helpers import write_video
 from tests.ray_helpers import DyingAnalyzer, remotely_classifying_analyzer
 
 try:
@@ -41,17 +40,6 @@ def ray_instance():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     yield
     ray.shutdown()
-
-
-@pytest.fixture
-def clips(tmp_path, example_video) -> Path:
-    """A folder of two copies of the example clip (one face, 4 s) and a grey clip (no face)."""
-    folder = tmp_path / "clips"
-    folder.mkdir()
-    for name in ("ad.mp4", "again.mp4"):
-        (folder / name).write_bytes(example_video.read_bytes())
-    write_video(folder / "grey.mp4", 5)
-    return folder
 
 
 def without_timings(results: list[VideoResult]) -> list[VideoResult]:
