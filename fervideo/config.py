@@ -19,6 +19,8 @@ TRAINABLE = ("custom_cnn", "resnet", "resnet_imagenet", "resvgg", "resvgg_deep")
 DEFAULT_OUT = Path("fervideo-out")
 #: Test-time augmentation modes (see `fervideo.tta`, which re-exports this).
 TTA_MODES = ("none", "flip", "crops")
+#: How the classifier runs a model (see `fervideo.classify.ExpressionClassifier`).
+RUNTIMES = ("auto", "onnx", "keras")
 #: Side of the square grayscale face crop every model takes.
 CROP_SIZE = 48
 #: File suffixes treated as videos when a folder is analysed; stills are one-frame videos.
@@ -148,6 +150,11 @@ class AnalyzeConfig:
         crop: how faces are cut from the detector's boxes; None: the calibrated `CROPS`
             entry of the detector in use.
         batch_size: face crops per classifier call.
+        runtime: what runs the model: "onnx" (ONNX Runtime on the CPU, the model converted
+            once and cached), "keras" (TensorFlow, on a GPU when it sees one) or "auto"
+            ("keras" when an NVIDIA GPU is visible, else "onnx").
+        classify_threads: CPU threads of the classifier; None: its runtime's default (every
+            core). The engines set it for their worker processes.
         chunk_frames: frames decoded and detected before one batched classify.
         prefetch_frames: frames decoded, detected and cropped ahead of the classifier, in a
             thread of their own (only their crops are held); 0 runs the two stages in turn.
@@ -175,6 +182,8 @@ class AnalyzeConfig:
     max_side: int = 960
     crop: CropSettings | None = None
     batch_size: int = 256
+    runtime: str = "auto"
+    classify_threads: int | None = None
     chunk_frames: int = 32
     prefetch_frames: int = 64
     tta: str = "none"
@@ -199,6 +208,12 @@ class AnalyzeConfig:
             ),
             ("min_score", 0 <= self.min_score <= 1, "a number in [0, 1]"),
             ("tta", self.tta in TTA_MODES, f"one of {', '.join(TTA_MODES)}"),
+            ("runtime", self.runtime in RUNTIMES, f"one of {', '.join(RUNTIMES)}"),
+            (
+                "classify_threads",
+                self.classify_threads is None or self.classify_threads >= 1,
+                "an integer >= 1, or None",
+            ),
         )
         _check("AnalyzeConfig", self, checks)
 

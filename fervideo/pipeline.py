@@ -119,7 +119,9 @@ class Analyzer:
     ) -> None:
         self.config = config = config or AnalyzeConfig()
         self.detector = detector or get_detector(config.detector, **_detector_options(config))
-        self.classifier = classifier or ExpressionClassifier(config.model, config.batch_size, config.tta)
+        self.classifier = classifier or ExpressionClassifier(
+            config.model, config.batch_size, config.tta, config.runtime, config.classify_threads
+        )
         model = self.classifier.info
         engine = self.detector.engine
         if detector is None:  # the input scale changes which faces are found: recorded with it

@@ -4,10 +4,11 @@ import zipfile
 import numpy as np
 import pytest
 
-from fervideo.classify import ExpressionClassifier
+from fervideo.classify import ExpressionClassifier, gpu_visible
 from fervideo.config import DEFAULT_MODEL
 from fervideo.core import EMOTIONS
 from fervideo.errors import FervideoError
+from fervideo.onnx_export import cached_path
 
 
 @pytest.fixture(scope="module")
@@ -15,12 +16,88 @@ def crops():
     return np.random.default_rng(1).integers(0, 256, (5, 48, 48), dtype=np.uint8)
 
 
-def test_probabilities_are_the_models_on_raw_pixels(classifier, crops):
+@pytest.mark.parametrize("runtime", ["onnx", "keras"])
+def test_probabilities_are_the_models_on_raw_pixels(tiny_model, crops, runtime):
+    import keras
+
+    classifier = ExpressionClassifier(tiny_model, runtime=runtime)
+    assert classifier.runtime == runtime
     probs = classifier.predict(crops)
     assert probs.shape == (5, len(EMOTIONS)) and probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-6)
-    direct = np.asarray(classifier._model(crops[..., None].astype(np.float32)))
+    direct = np.asarray(keras.saving.load_model(tiny_model)(crops[..., None].astype(np.float32)))
     np.testing.assert_allclose(probs, direct, atol=1e-6)
+
+
+def test_auto_runs_onnx_without_a_gpu(classifier, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert not gpu_visible()
+    assert classifier.runtime == "onnx"  # the session fixture, built with the default runtime
+
+
+def test_an_ensemble_and_a_normalisation_layer_convert_exactly(tmp_path, crops):
+    """The frozen conversion keeps `Normalization`'s constants (Keras' own ONNX export turns them
+    into extra inputs), and a linked ensemble converts as its averaged graph."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((48, 48, 1))
+    x = keras.layers.Normalization(mean=120.0, variance=60.0**2)(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(x))
+    path = save(model, tmp_path / "normalised.keras")
+    onnx, tf = (ExpressionClassifier(path, runtime=r).predict(crops) for r in ("onnx", "keras"))
+    np.testing.assert_allclose(onnx, tf, atol=1e-6)
+
+
+def test_a_model_is_converted_once_and_kept_by_its_checksum(tiny_model, crops, tmp_path, monkeypatch):
+    monkeypatch.setenv("FERVIDEO_CACHE", str(tmp_path / "cache"))
+    first = ExpressionClassifier(tiny_model, runtime="onnx")
+    (kept,) = (tmp_path / "cache").iterdir()
+    assert kept == cached_path(first.info) and first.info.sha256()[:16] in kept.name
+
+    def no_conversion(model):
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr("fervideo.onnx_export.to_onnx", no_conversion)
+    again = ExpressionClassifier(tiny_model, runtime="onnx")
+    np.testing.assert_array_equal(again.predict(crops), first.predict(crops))
+
+
+def test_a_damaged_cached_file_is_converted_again(tiny_model, crops, tmp_path, monkeypatch, classifier):
+    monkeypatch.setenv("FERVIDEO_CACHE", str(tmp_path / "cache"))
+    kept = cached_path(classifier.info)
+    kept.parent.mkdir()
+    kept.write_bytes(b"half a file")
+    repaired = ExpressionClassifier(tiny_model, runtime="onnx")
+    np.testing.assert_allclose(repaired.predict(crops), classifier.predict(crops), atol=1e-6)
+    assert kept.stat().st_size > 1000
+
+
+def test_a_model_onnx_cannot_run(tiny_model, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("FERVIDEO_CACHE", str(tmp_path / "cache"))
+
+    def unconvertible(model):
+        raise ValueError("tf2onnx: unsupported op Foo\nand more")
+
+    monkeypatch.setattr("fervideo.onnx_export.to_onnx", unconvertible)
+    with pytest.raises(
+        FervideoError,
+        match=r"cannot run .*tiny.keras with ONNX Runtime \(tf2onnx: "
+        r"unsupported op Foo\); use the keras runtime\.$",
+    ):
+        ExpressionClassifier(tiny_model, runtime="onnx")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with caplog.at_level("WARNING"):
+        fallback = ExpressionClassifier(tiny_model, runtime="auto")
+    assert fallback.runtime == "keras" and "ONNX Runtime cannot" in caplog.text
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_unknown_runtime(tiny_model):
+    with pytest.raises(FervideoError, match="unknown runtime 'torch'"):
+        ExpressionClassifier(tiny_model, runtime="torch")
 
 
 def test_batch_size_does_not_change_results(tiny_model, classifier, crops):

@@ -69,6 +69,8 @@ class Changed(config.AnalyzeConfig):
     max_side: int = 640
     batch_size: int = 8
     tta: str = "flip"
+    runtime: str = "keras"
+    classify_threads: int = 3
     iou_threshold: float = 0.4
     max_track_gap_s: float = 2.5
 
@@ -99,7 +101,13 @@ print(json.dumps({{
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
-    assert found["ExpressionClassifier"] == {"model": "other", "batch_size": "8", "tta": "flip"}
+    assert found["ExpressionClassifier"] == {
+        "model": "other",
+        "batch_size": "8",
+        "tta": "flip",
+        "runtime": "keras",
+        "threads": "3",
+    }
     assert found["YuNetDetector"] == {"min_score": "0.5", "max_side": "640", "min_face": "48"}
     assert found["RetinaFaceDetector"] == {
         "min_score": "0.5",

@@ -102,9 +102,9 @@ def test_eye_landmarks_turn_the_crop_upright(tilt):
 def test_shift_moves_the_crop_down_along_the_face():
     image = white_square(10, (195, 145))  # a dot 10 px below the box's centre (200, 140)
     box = [[150, 90, 250, 190]]  # 100 px
-    (x, y), = blob_centres(crop_faces(image, make_faces(box), CropSettings(side=1.0, shift=0.1))[0])
+    ((x, y),) = blob_centres(crop_faces(image, make_faces(box), CropSettings(side=1.0, shift=0.1))[0])
     assert (x, y) == (pytest.approx(23.5, abs=0.5), pytest.approx(23.5, abs=0.5))
-    (_, y), = blob_centres(crop_faces(image, make_faces(box), CropSettings(side=1.0))[0])
+    ((_, y),) = blob_centres(crop_faces(image, make_faces(box), CropSettings(side=1.0))[0])
     assert y == pytest.approx(23.5 + 0.1 * 48, abs=0.5)
 
 

@@ -24,3 +24,17 @@ def test_public_names_are_listed_and_unknown_ones_fail():
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         fervideo.nothing  # noqa: B018
     assert fervideo.__version__.count(".") == 2
+
+
+def test_a_converted_model_classifies_without_tensorflow(tiny_model, classifier):
+    """Once a model is converted (the session's `classifier` did it), analysing loads neither
+    TensorFlow nor Keras: their start-up was most of a short video's cost."""
+    import os
+
+    statement = (
+        "import numpy as np; from fervideo.classify import ExpressionClassifier; "
+        f"c = ExpressionClassifier({str(tiny_model)!r}, runtime='onnx'); "
+        "assert c.predict(np.zeros((3, 48, 48), np.uint8)).shape == (3, 7)"
+    )
+    found = imported_after(statement, env=dict(os.environ))
+    assert "tensorflow" not in found["heavy"] and "keras" not in found["heavy"]

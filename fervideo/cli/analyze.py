@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from fervideo.cli import command
-from fervideo.config import DEFAULT_OUT, ENGINES, TTA_MODES, AnalyzeConfig, RayConfig
+from fervideo.config import DEFAULT_OUT, ENGINES, RUNTIMES, TTA_MODES, AnalyzeConfig, RayConfig
 from fervideo.errors import SettingError
 from fervideo.quiet import native_stderr_silenced, quiet_native_logs
 
@@ -34,6 +34,10 @@ DEFAULT_DETECTOR = Detector(DEFAULTS.detector)
 #: Test-time augmentation modes, as in `fervideo.tta`.
 TTA = Enum("TTA", {mode: mode for mode in TTA_MODES}, type=str)
 DEFAULT_TTA = TTA(DEFAULTS.tta)
+
+#: What runs the model, as in `fervideo.classify.ExpressionClassifier`.
+Runtime = Enum("Runtime", {name: name for name in RUNTIMES}, type=str)
+DEFAULT_RUNTIME = Runtime(DEFAULTS.runtime)
 
 #: Where the videos are analysed, as in `fervideo.pipeline.analyze_many`.
 Engine = Enum("Engine", {name: name for name in ENGINES}, type=str)
@@ -64,6 +68,14 @@ def analyze(
         TTA,
         typer.Option(help="Test-time augmentation: flip (2x classifier time) or crops (10x)."),
     ] = DEFAULT_TTA,
+    runtime: Annotated[
+        Runtime,
+        typer.Option(
+            help="What runs the model: onnx (ONNX Runtime on the CPU; each model is converted once, "
+            "in seconds, and cached), keras (TensorFlow, on a GPU when it sees one), or auto "
+            "(keras when an NVIDIA GPU is visible, else onnx)."
+        ),
+    ] = DEFAULT_RUNTIME,
     overwrite: Annotated[bool, typer.Option(help="Redo videos already finished in --out.")] = False,
     retinaface_weights: Annotated[
         Path | None,
@@ -145,6 +157,7 @@ def analyze(
         fps=None if every_frame else fps,
         batch_size=batch_size,
         tta=tta.value,
+        runtime=runtime.value,
         min_face=min_face,
         retinaface_weights=retinaface_weights,
         workers=workers,

@@ -9,7 +9,7 @@ new worker takes its place while videos remain.
 
 Workers report (path, frames done, frames in the video) progress events and their results on
 one queue, which the driver drains into the caller's `on_progress` and `on_result`, in its own
-thread. Each worker sizes its OpenCV, OpenMP and TensorFlow thread pools to its share of the
+thread. Each worker sizes its OpenCV, OpenMP and classifier thread pools to its share of the
 cores, so that the workers do not oversubscribe them.
 """
 
@@ -21,7 +21,7 @@ import queue
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -209,9 +209,5 @@ def _worker_analyzer(config: AnalyzeConfig, threads: int, make_analyzer):
 
     cv2.setNumThreads(threads)
     quiet_native_logs()
-    with native_stderr_silenced():
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-        return (make_analyzer or Analyzer)(config)
+    with native_stderr_silenced():  # TensorFlow's start-up lines, where it is loaded
+        return (make_analyzer or Analyzer)(replace(config, classify_threads=threads))

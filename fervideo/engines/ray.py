@@ -423,7 +423,7 @@ class VideoWorker:
         self._driver_cwd = Path(cwd)
         with suppress(OSError):  # a node without the driver's folder uses absolute paths
             os.chdir(cwd)
-        _limit_threads(config.ray.actor_cpus, tensorflow=not classifiers)
+        config = replace(config, classify_threads=_limit_threads(config.ray.actor_cpus))
         self._error: str | None = None
         classifier = None
         if classifiers:
@@ -461,12 +461,15 @@ class ClassifyWorker:
 
     def __init__(self, config: AnalyzeConfig) -> None:
         quiet_native_logs()
-        _limit_threads(config.ray.classify_cpus, tensorflow=True)
-        _grow_gpu_memory()
+        threads = _limit_threads(config.ray.classify_cpus)
+        if config.ray.classify_gpus > 0:
+            _grow_gpu_memory()
         self._error: str | None = None
         try:
             with native_stderr_silenced():
-                self._classifier = ExpressionClassifier(config.model, config.batch_size, config.tta)
+                self._classifier = ExpressionClassifier(
+                    config.model, config.batch_size, config.tta, config.runtime, threads
+                )
         except FervideoError as err:
             self._error = str(err)
 
@@ -535,24 +538,21 @@ class _ProgressEvents:
             self._sent = now
 
 
-def _limit_threads(cpus: float, tensorflow: bool) -> None:
-    """Size OpenCV's (and TensorFlow's) thread pools to the CPUs the actor reserved: each takes
-    every core of the node by default, and a node full of actors would oversubscribe them."""
+def _limit_threads(cpus: float) -> int:
+    """Size OpenCV's thread pool to the CPUs the actor reserved, and return that many threads
+    for its classifier: each takes every core of the node by default, and a node full of actors
+    would oversubscribe them."""
     import cv2
 
     threads = max(1, math.ceil(cpus))
     cv2.setNumThreads(threads)
-    if tensorflow:
-        with native_stderr_silenced():
-            import tensorflow as tf
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    return threads
 
 
 def _grow_gpu_memory() -> None:
     """Let TensorFlow take GPU memory as it needs it rather than all at once, so that classifier
     actors with a fraction of a GPU each (`classify_gpus` < 1) can share it."""
-    import tensorflow as tf
-
+    with native_stderr_silenced():
+        import tensorflow as tf
     for gpu in tf.config.list_physical_devices("GPU"):
         tf.config.experimental.set_memory_growth(gpu, True)

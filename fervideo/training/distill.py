@@ -10,7 +10,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from fervideo.classify import ExpressionClassifier
+from fervideo.catalog import resolve_model
+from fervideo.classify import load_keras_model
 from fervideo.core import EMOTIONS
 
 _N = len(EMOTIONS)
@@ -85,15 +86,14 @@ def load_teacher(model: str, policy: str = "float32") -> tuple[keras.Model, dict
     Raises:
         FervideoError: the model cannot be loaded or breaks fervideo's model contract.
     """
-    classifier = ExpressionClassifier(model)
-    teacher = classifier.keras_model
+    info = resolve_model(model)
+    teacher = load_keras_model(model)
     if policy != "float32":
         retyped = keras.Model.from_config(_with_policy(teacher.get_config(), policy))
         retyped.set_weights(teacher.get_weights())
         teacher = retyped
     teacher.trainable = False
     teacher.name = "teacher"
-    info = classifier.info
     return teacher, {"name": info.name, "path": str(info.path), "sha256": info.sha256()}
 
 

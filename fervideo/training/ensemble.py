@@ -18,7 +18,7 @@ import keras
 
 from fervideo import __version__
 from fervideo.catalog import METADATA_FILE, MODEL_FILE, ModelInfo, resolve_model
-from fervideo.classify import ExpressionClassifier, average_models, networks
+from fervideo.classify import ExpressionClassifier, average_models, load_keras_model, networks
 from fervideo.config import CROP_SIZE
 from fervideo.core import EMOTIONS
 from fervideo.errors import FervideoError
@@ -66,7 +66,7 @@ def build_ensemble(
                 f"a linked ensemble names its members: {member} is a file path, not a model name "
                 "(`fervideo models` lists the names)."
             )
-    models = [ExpressionClassifier(info.path).keras_model for info in infos]
+    models = [load_keras_model(info.path) for info in infos]
     combined = average_models(models, name, [networks(info.metadata) for info in infos])
     test = None if data is None else load_split(data, split)  # bad data fails before any write
     target = out / (METADATA_FILE if link else MODEL_FILE)

@@ -1,0 +1,85 @@
+"""A Keras expression model as an ONNX file, converted once per model and kept in a cache.
+
+ONNX Runtime runs fervideo's models on a CPU at about 3.5x fewer CPU-seconds per crop than
+TensorFlow and starts in a fraction of a second instead of TensorFlow's five (both measured in
+benchmarks/VS_FER.md), so `analyze` classifies with it where no GPU is in use. The conversion
+needs TensorFlow and tf2onnx and takes seconds, so it runs once per model and the file is kept
+under `cache_dir()`, named by the SHA-256 of its weights: a changed model gets a new file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from fervideo.atomic import write_bytes_atomically
+from fervideo.catalog import ModelInfo, fervideo_home, resolve_model
+from fervideo.config import CROP_SIZE
+
+log = logging.getLogger(__name__)
+
+#: Bumped when the conversion changes, so that files converted the old way are not reused.
+EXPORT_VERSION = 1
+#: ONNX opset of the converted files (ONNX Runtime 1.16 runs up to 19).
+OPSET = 17
+INPUT_NAME = "pixels"
+
+
+def cache_dir() -> Path:
+    """$FERVIDEO_CACHE, or the `onnx` folder of `fervideo_home()`."""
+    return Path(os.environ.get("FERVIDEO_CACHE") or fervideo_home() / "onnx")
+
+
+def cached_path(info: ModelInfo) -> Path:
+    """Where the ONNX file of `info` is (or will be) kept."""
+    return cache_dir() / f"{info.name}-{content_digest(info)[:16]}-v{EXPORT_VERSION}.onnx"
+
+
+def content_digest(info: ModelInfo) -> str:
+    """SHA-256 of the weights a model computes with: its file's, or a linked ensemble's members'
+    files as they are now. (`ModelInfo.sha256` of a linked ensemble hashes the checksums its
+    metadata records, which a changed member no longer matches: loading it then fails, and so
+    must a cached conversion of the old member.)"""
+    if not info.linked_members:
+        return info.sha256()
+    members = "\n".join(content_digest(resolve_model(member["model"])) for member in info.linked_members)
+    return hashlib.sha256(members.encode()).hexdigest()
+
+
+def onnx_model(info: ModelInfo, load_keras: Callable[[ModelInfo], object]) -> Path:
+    """The ONNX file of `info`, converted from `load_keras(info)` if it is not cached yet.
+
+    Two processes converting the same model at once both write a whole file and rename it into
+    place, so a reader never sees a partial one.
+    """
+    path = cached_path(info)
+    if not path.is_file():
+        log.info("converting %s to ONNX (once per model) into %s", info.path, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomically(path, to_onnx(load_keras(info)))
+    return path
+
+
+def to_onnx(model) -> bytes:
+    """The serialised ONNX graph of a Keras model taking (N, 48, 48, 1) float32 pixels.
+
+    The graph is frozen first: Keras' own ONNX export (and tf2onnx on the unfrozen function)
+    leaves the `Normalization` layer's mean and variance as extra graph inputs.
+    """
+    import tensorflow as tf
+    import tf2onnx
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    spec = tf.TensorSpec((None, CROP_SIZE, CROP_SIZE, 1), tf.float32, name=INPUT_NAME)
+    function = tf.function(model, input_signature=[spec]).get_concrete_function()
+    frozen = convert_variables_to_constants_v2(function)
+    proto, _ = tf2onnx.convert.from_graph_def(
+        frozen.graph.as_graph_def(),
+        input_names=[t.name for t in frozen.inputs],
+        output_names=[t.name for t in frozen.outputs],
+        opset=OPSET,
+    )
+    return proto.SerializeToString()
