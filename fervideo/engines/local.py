@@ -9,8 +9,8 @@ new worker takes its place while videos remain.
 
 Workers report (path, frames done, frames in the video) progress events and their results on
 one queue, which the driver drains into the caller's `on_progress` and `on_result`, in its own
-thread. Each worker sizes its OpenCV, OpenMP and classifier thread pools to its share of the
-cores, so that the workers do not oversubscribe them.
+thread. Each worker sizes its OpenCV and classifier thread pools to its share of the cores (the
+detector runs one thread), so that the workers do not oversubscribe them.
 """
 
 from __future__ import annotations
@@ -177,7 +177,6 @@ def _work(
     tasks, events, config: AnalyzeConfig, out_dir: str, overwrite: bool, threads: int, make_analyzer
 ) -> None:
     """A worker's life: load an analyzer, then run the videos it is given until it gets None."""
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # the detector's, read when it loads
     pid = os.getpid()
     try:
         analyzer = _worker_analyzer(config, threads, make_analyzer)
