@@ -359,8 +359,9 @@ def write_report(
         "",
         "Start-up alone (imports and model loading, no frame; one run each): "
         + ", ".join(f"{tool} {cpu:.1f} CPU-s, {wall:.1f} s wall" for tool, (cpu, wall) in started.items())
-        + ". Beyond it, CPU-ms per analysed frame (the default model's start-up taken off both fervideo "
-        "rows): " + "; ".join(f"{name}: {per_frame(tools, started)}" for name, tools in runs.items()) + ".",
+        + ". Beyond it, CPU-ms per analysed frame (each fervideo row's own start-up taken off): "
+        + "; ".join(f"{name}: {per_frame(tools, started)}" for name, tools in runs.items())
+        + ".",
         "",
         "## A folder with `--workers`",
         "",

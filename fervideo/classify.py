@@ -1,8 +1,8 @@
 """Expression classification: one model loaded once, fed batches of face crops.
 
 Two runtimes run the same Keras model: ONNX Runtime on a CPU (converted once per model by
-`fervideo.onnx_export`; about 3.5x fewer CPU-seconds per crop than TensorFlow, and no
-TensorFlow start-up), and TensorFlow itself, which places the model on a GPU when it sees one.
+`fervideo.onnx_export`; as many crops per second as TensorFlow, without TensorFlow's start-up
+and memory), and TensorFlow itself, which places the model on a GPU when it sees one.
 """
 
 from __future__ import annotations
