@@ -1,10 +1,10 @@
 """The Ray engine's start-up and per-video overhead against the local engine, and the split
 (GPU) layout's throughput with its classify stage on a CPU; writes benchmarks/RAY.md.
 
-    /work/tools/quiet python benchmarks/ray_overhead.py      # copies of ../shared/media/woman.mp4
+    python benchmarks/ray_overhead.py      # copies of ../shared/media/woman.mp4
     python benchmarks/ray_overhead.py --videos 3 --repeats 1 --no-write
 
-Every run is a fresh Python process, timed from outside: interpreter, imports, TensorFlow, Ray's
+Every run is a fresh Python process, timed from outside: interpreter, imports, Ray's
 start and stop, actors and model loading included, and progress reported to a callback (through
 Ray's queue on the Ray engine), as a user's command would be. Each
 scenario runs on 1 video and on K copies of the clip; with wall time t(n) = start-up +
@@ -43,10 +43,10 @@ NOTES = """
 How to read it:
 - *against local*: the scenario's start-up and per-video time minus the local engine's. With
   the same compute (1 actor with both CPUs), the difference is Ray's own cost: starting Ray,
-  an actor process that imports TensorFlow and loads the model, and stopping them, plus the
+  an actor process that imports fervideo and loads the model, and stopping them, plus the
   per-video round trips (task, progress queue, result).
 - 2 actors: the 1-video run starts one actor (never more actors than inputs), the 6-video run
-  two, which load TensorFlow at the same time; per-video time is then two videos at a time on
+  two, which load the model at the same time; per-video time is then two videos at a time on
   the two cores.
 - split: the video actor waits for each chunk's probabilities, so with one video actor its
   decoding and detection never overlap with classification; the layout pays off where many
@@ -190,7 +190,7 @@ def render(args: argparse.Namespace, measured: dict[str, dict[int, Timing]], loa
         [
             "# Ray engine overhead",
             "",
-            f"Latest run of `{command}` (through `/work/tools/quiet`), "
+            f"Latest run of `{command}`, "
             f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; fastest of {args.repeats} runs each.",
             "",
             f"- clip: `{args.video.name}`, {info.width}x{info.height}, {info.duration_s:.1f} s; "
@@ -199,7 +199,7 @@ def render(args: argparse.Namespace, measured: dict[str, dict[int, Timing]], loa
             f"- machine: {platform.machine()}, {os.cpu_count()} logical CPUs, load average {load_avg:.1f} "
             f"when the runs started; Python {platform.python_version()}, Ray {ray.__version__}; no GPU",
             "- each run is a fresh process (`t(n)`: wall time of the whole process on n videos): "
-            "imports, TensorFlow, model loading, Ray's start and stop included",
+            "imports, model loading, Ray's start and stop included",
             f"- start-up = t(1) - per-video; per-video = (t({k}) - t(1)) / {k - 1}",
             "",
             f"| scenario | t(1) s | t({k}) s | start-up s | per video s | frames/s over t({k}) "

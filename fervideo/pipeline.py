@@ -155,6 +155,9 @@ class Analyzer:
         A video that stops decoding early is analysed up to there: status "done",
         `complete` False and a warning in `message` (its summary says so too).
 
+        `on_progress(frames decoded, frames in the video)` is called from the decoding thread
+        when `prefetch_frames` > 0, so it must be thread-safe.
+
         Raises:
             FervideoError: the input is missing, unreadable, not a video, or corrupt; its
                 finished tables were made with other settings; or they cannot be written.
@@ -393,7 +396,9 @@ def analyze_many(
         out_dir: output folder (see `fervideo.store` for the layout).
         config: the run's settings.
         overwrite: redo videos already finished in `out_dir`.
-        on_progress: called with (path, frames decoded, frames in the video).
+        on_progress: called with (path, frames decoded, frames in the video), from a thread of
+            its own (the decoding thread, or the engine's event thread with several workers):
+            it must be thread-safe.
         on_result: called with each input's result as soon as it is known.
         analyzer: a ready `Analyzer` to use in this process instead of building one from
             `config` (local engine only); without one, several inputs go to `config.workers`
@@ -497,7 +502,8 @@ def analyze(
         out_dir: folder to keep the Parquet tables in; None keeps nothing on disk.
         config: settings; keyword `options` override single fields, e.g. `fps=2`.
         overwrite: redo the video if `out_dir` already holds its finished tables.
-        on_progress: called with (frames decoded so far, frames in the video).
+        on_progress: called with (frames decoded so far, frames in the video), from the
+            decoding thread (`AnalyzeConfig.prefetch_frames` > 0): it must be thread-safe.
 
     Returns:
         `Tables(faces, timeline, tracks, summary)`.
