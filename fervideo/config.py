@@ -165,9 +165,8 @@ class AnalyzeConfig:
         retinaface_weights: weights file for the retinaface detector (else
             .deepface/weights/retinaface.onnx under $DEEPFACE_HOME or the home folder).
         workers: worker processes of the local engine when several inputs are analysed: each
-            loads the model once and analyses whole videos, one at a time; None: one per two
-            cores of this machine (each process keeps about two busy); 1: everything in the
-            calling process.
+            loads the model once and analyses whole videos, one at a time; None: one per core
+            of this machine; 1: everything in the calling process.
         ray: the Ray engine's layout (used only with `engine="ray"`).
 
     Raises:
@@ -204,7 +203,7 @@ class AnalyzeConfig:
             (
                 "workers",
                 self.workers is None or self.workers >= 1,
-                "an integer >= 1, or None for one per two cores",
+                "an integer >= 1, or None for one per core",
             ),
             ("min_score", 0 <= self.min_score <= 1, "a number in [0, 1]"),
             ("tta", self.tta in TTA_MODES, f"one of {', '.join(TTA_MODES)}"),

@@ -475,14 +475,16 @@ def local_workers(config: AnalyzeConfig | None, inputs: int) -> int:
     """Worker processes the local engine starts for `inputs` files: `config.workers`, never more
     than the inputs; 1 means the calling process does the work.
 
-    None gives one worker per two cores: a process keeps about two cores busy by itself, its
-    decoding and detection running in their prefetch thread beside the classifier. On 2 cores,
-    2 workers took as long as 1 and 25-50% more CPU (two start-ups, contention), measured on
-    4 clips of 15 s and on 2 of 66 and 93 s.
+    None gives one worker per core. A process keeps about 1.5 cores busy by itself (decoding and
+    detection run in their prefetch thread beside the classifier), and since the classifier
+    runs in ONNX Runtime a worker starts in under a second: on 2 cores, 2 workers took 0.81x the
+    wall time of 1 on 4 clips of 15 and 66 s (benchmarks/VS_FER.md) and 0.74-0.83x on clips of
+    66 and 93 s, for the same CPU-seconds. (With TensorFlow's start-up, 2 workers had taken as
+    long as 1 and 25-50% more CPU.)
     """
     workers = (config or AnalyzeConfig()).workers
     if workers is None:
-        workers = (os.cpu_count() or 1) // 2
+        workers = os.cpu_count() or 1
     return max(1, min(workers, inputs))
 
 

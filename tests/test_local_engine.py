@@ -73,7 +73,7 @@ def test_one_input_or_one_worker_stays_in_this_process():
     assert local_workers(AnalyzeConfig(workers=1), 9) == 1
     assert local_workers(AnalyzeConfig(workers=3), 9) == 3
     assert local_workers(AnalyzeConfig(workers=8), 2) == 2
-    assert local_workers(AnalyzeConfig(), 99) == max(1, (os.cpu_count() or 1) // 2)
+    assert local_workers(AnalyzeConfig(), 99) == (os.cpu_count() or 1)
 
 
 def test_the_command_takes_workers_and_prints_every_video(tmp_path, clips, tiny_model):

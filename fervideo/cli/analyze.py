@@ -96,8 +96,7 @@ def analyze(
         int | None,
         typer.Option(
             min=1,
-            help="Processes analysing several inputs at once, one video each "
-            "(default: one per two cores; each keeps about two cores busy).",
+            help="Processes analysing several inputs at once, one video each (default: one per core).",
             show_default=False,
         ),
     ] = DEFAULTS.workers,
@@ -171,12 +170,13 @@ def analyze(
     paths = pipeline.expand_inputs(inputs)
     overall = tqdm(total=len(paths), unit="video", desc="overall", disable=quiet, dynamic_ncols=True)
     bars: dict[Path, tqdm] = {}
+    # a bar per video only in a terminal: in a log file, several workers' bars interleave with
+    # the result lines (tqdm moves the cursor up to redraw them)
+    video_bars = not quiet and sys.stderr.isatty()
 
     def on_progress(path: Path, done: int, total: int) -> None:
         if path not in bars:
-            bars[path] = tqdm(
-                total=total, unit="frame", desc=path.name, leave=False, disable=quiet, dynamic_ncols=True
-            )
+            bars[path] = tqdm(total=total, unit="frame", desc=path.name, leave=False, dynamic_ncols=True)
         bar = bars[path]
         bar.total = max(total, done)  # the last call gives the true count
         bar.update(done - bar.n)
@@ -204,7 +204,7 @@ def analyze(
             out,
             config=config,
             overwrite=overwrite,
-            on_progress=on_progress,
+            on_progress=on_progress if video_bars else None,
             on_result=on_result,
             analyzer=analyzer,
             engine=engine.value,
