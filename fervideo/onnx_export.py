@@ -9,10 +9,12 @@ under `cache_dir()`, named by the SHA-256 of its weights: a changed model gets a
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fervideo.atomic import write_bytes_atomically
@@ -52,15 +54,30 @@ def content_digest(info: ModelInfo) -> str:
 def onnx_model(info: ModelInfo, load_keras: Callable[[ModelInfo], object]) -> Path:
     """The ONNX file of `info`, converted from `load_keras(info)` if it is not cached yet.
 
-    Two processes converting the same model at once both write a whole file and rename it into
-    place, so a reader never sees a partial one.
+    One process converts a model at a time (the workers of a first `--workers` run start
+    together): the others wait for its file. The file is written beside its place and renamed
+    into it, so a reader never sees a partial one.
     """
     path = cached_path(info)
     if not path.is_file():
-        log.info("converting %s to ONNX (once per model) into %s", info.path, path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomically(path, to_onnx(load_keras(info)))
+        with _exclusive(path.with_name(path.name + ".lock")):
+            if not path.is_file():  # else another process converted it while this one waited
+                log.info("converting %s to ONNX (once per model) into %s", info.path, path)
+                write_bytes_atomically(path, to_onnx(load_keras(info)))
     return path
+
+
+@contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """Hold an exclusive `flock` on `lock` for the block (released by the kernel if the
+    process dies)."""
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def to_onnx(model) -> bytes:

@@ -4,6 +4,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from fervideo.catalog import resolve_model
 from fervideo.classify import ExpressionClassifier, gpu_visible
 from fervideo.config import DEFAULT_MODEL
 from fervideo.core import EMOTIONS
@@ -54,7 +55,7 @@ def test_an_ensemble_and_a_normalisation_layer_convert_exactly(tmp_path, crops):
 def test_a_model_is_converted_once_and_kept_by_its_checksum(tiny_model, crops, tmp_path, monkeypatch):
     monkeypatch.setenv("FERVIDEO_CACHE", str(tmp_path / "cache"))
     first = ExpressionClassifier(tiny_model, runtime="onnx")
-    (kept,) = (tmp_path / "cache").iterdir()
+    (kept,) = (tmp_path / "cache").glob("*.onnx")
     assert kept == cached_path(first.info) and first.info.sha256()[:16] in kept.name
 
     def no_conversion(model):
@@ -63,6 +64,36 @@ def test_a_model_is_converted_once_and_kept_by_its_checksum(tiny_model, crops, t
     monkeypatch.setattr("fervideo.onnx_export.to_onnx", no_conversion)
     again = ExpressionClassifier(tiny_model, runtime="onnx")
     np.testing.assert_array_equal(again.predict(crops), first.predict(crops))
+
+
+def test_processes_converting_one_model_at_once_convert_it_once(tiny_model, tmp_path, monkeypatch):
+    """Workers starting together wait for the first one's conversion (an flock between two
+    threads' own descriptors behaves as between two processes)."""
+    import threading
+    import time
+
+    from fervideo import onnx_export
+
+    monkeypatch.setenv("FERVIDEO_CACHE", str(tmp_path / "cache"))
+    info = resolve_model(tiny_model)
+    conversions = []
+
+    def slow(model):
+        conversions.append(model)
+        time.sleep(0.5)
+        return b"converted"
+
+    monkeypatch.setattr(onnx_export, "to_onnx", slow)
+    paths = []
+    threads = [
+        threading.Thread(target=lambda: paths.append(onnx_export.onnx_model(info, lambda i: "keras")))
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert conversions == ["keras"] and len(set(paths)) == 1 and paths[0].read_bytes() == b"converted"
 
 
 def test_a_damaged_cached_file_is_converted_again(tiny_model, crops, tmp_path, monkeypatch, classifier):
@@ -92,7 +123,7 @@ def test_a_model_onnx_cannot_run(tiny_model, tmp_path, monkeypatch, caplog):
     with caplog.at_level("WARNING"):
         fallback = ExpressionClassifier(tiny_model, runtime="auto")
     assert fallback.runtime == "keras" and "ONNX Runtime cannot" in caplog.text
-    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+    assert not list((tmp_path / "cache").glob("*.onnx"))
 
 
 def test_unknown_runtime(tiny_model):
