@@ -84,7 +84,7 @@ def build_ensemble(
         metadata["linked_members"] = [{"model": info.name, "sha256": info.sha256()} for info in infos]
         write_text_atomically(target, json.dumps(metadata, indent=2))
     if test is not None:
-        metrics = evaluate_split(ExpressionClassifier(out if link else target), test)
+        metrics = evaluate_split(ExpressionClassifier(out if link else target, runtime="keras"), test)
         write_metrics(metrics, out, title=f"{name} on {split}")
         metadata["metrics"] = metrics.summary()
     write_text_atomically(out / METADATA_FILE, json.dumps(metadata, indent=2))

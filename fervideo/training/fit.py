@@ -263,7 +263,8 @@ def _finish(
     plot_history(history, out / "curves.png", title=f"{config.architecture} on FER2013")
     metrics = None
     if val_data is not None:  # scored from the saved file, exactly as users will run it
-        metrics = evaluate_split(ExpressionClassifier(model_path), val_data)
+        # TensorFlow is loaded already; a converted copy of every run would only fill the cache
+        metrics = evaluate_split(ExpressionClassifier(model_path, runtime="keras"), val_data)
         write_metrics(metrics, out, title=f"{config.architecture} on {val_data.name}")
     metadata = run_metadata(config, model, train_data, val_data, mean, std, state, metrics, state.teacher)
     write_text_atomically(out / METADATA_FILE, json.dumps(metadata, indent=2))
