@@ -12,8 +12,6 @@ the same as fervideo's. Speed is face crops per second at batch 256 on this mach
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import subprocess
 import sys
 import tarfile
@@ -25,7 +23,7 @@ from pathlib import Path
 import cv2
 import keras
 import numpy as np
-from inference_speed import crops_per_second  # this folder's speed benchmark
+from inference_speed import cpu_description, crops_per_second  # this folder's speed benchmark
 
 from fervideo.catalog import list_models
 from fervideo.classify import ExpressionClassifier
@@ -80,9 +78,11 @@ def main() -> None:
             data = tmp / "fer2013"
         test = load_split(data, "PublicTest")
         rows = []
+        runtimes = set()
         for info in list_models():
             for mode in args.tta.split(","):
                 classifier = ExpressionClassifier(info.path, tta=mode)
+                runtimes.add(classifier.runtime)
                 metrics = evaluate_split(classifier, test)
                 speed = crops_per_second(lambda batch, c=classifier: c.predict(batch[..., 0]))
                 params = info.metadata.get("parameters", 0)
@@ -107,10 +107,11 @@ def main() -> None:
         "",
         f"Written by `python benchmarks/accuracy.py --tta {args.tta}` on "
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
-        f"{platform.machine()} CPU with {os.cpu_count()} cores, Keras {keras.__version__} "
-        f"({keras.backend.backend()}). {len(test)} PublicTest images, the same for every model. "
-        "Speed: crops per second at batch 256, with the TTA views (fer's includes its resize "
-        "to 64x64).",
+        f"{cpu_description()}; fervideo's models run in {' and '.join(sorted(runtimes))} "
+        "(`ExpressionClassifier`'s default), fer's in Keras "
+        f"{keras.__version__} ({keras.backend.backend()}). {len(test)} PublicTest images, the same "
+        "for every model. Speed: crops per second at batch 256, with the TTA views (fer's includes "
+        "its resize to 64x64).",
         "",
         "| model | TTA | accuracy | macro-F1 | loss | parameters | crops/s |",
         "|---|---|---|---|---|---|---|",

@@ -27,6 +27,13 @@ RESULTS = Path(__file__).with_name("SPEED.md")
 BATCH = 256
 
 
+def cpu_description() -> str:
+    """'2-core AVX-512 x86_64 CPU': the widest vector unit decides most of these speeds."""
+    flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
+    vector = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "no AVX2"
+    return f"{os.cpu_count()}-core {vector} {platform.machine()} CPU"
+
+
 def crops_per_second(predict: Callable[[np.ndarray], object], seconds: float = 10.0) -> float:
     """Calls per second x BATCH of `predict` on a (BATCH, 48, 48, 1) uint8 batch."""
     batch = np.random.default_rng(0).integers(0, 256, (BATCH, 48, 48, 1), dtype=np.uint8)

@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from inference_speed import cpu_description  # this folder's speed benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).with_name("RUNTIME.md")
@@ -32,6 +33,7 @@ _CHILD = """
 import resource, sys, time
 started = time.perf_counter()
 import numpy as np
+from inference_speed import cpu_description  # this folder's speed benchmark
 from fervideo.classify import ExpressionClassifier
 ExpressionClassifier(sys.argv[1], runtime=sys.argv[2]).predict(np.zeros((1, 48, 48), np.uint8))
 usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -74,14 +76,11 @@ def main() -> None:
         speeds = [throughput(classifier, batch) for batch in BATCHES]
         rows.append((model, runtime, cpu, wall, rss, speeds))
         print(rows[-1], flush=True)
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
-    vector = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "no AVX2"
     lines = [
         "# The classifier's runtimes",
         "",
         f"Written by `python benchmarks/runtime_speed.py` on "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: {os.cpu_count()}-core {vector} CPU (load "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: {cpu_description()} (load "
         f"average {os.getloadavg()[0]:.1f} at the end), ONNX Runtime {metadata.version('onnxruntime')}, "
         f"TensorFlow {metadata.version('tensorflow')}, float32. "
         "Start-up: a fresh process that imports fervideo, builds the classifier (the ONNX file already "
