@@ -30,6 +30,8 @@ _DEFAULTS = AnalyzeConfig()
 _SUM_TOLERANCE = 1e-3
 
 _CPU = ["CPUExecutionProvider"]
+#: One folder per GPU, where the NVIDIA driver is loaded (Linux).
+NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
 #: One forward pass: (n, 48, 48, 1) float32 pixels to (n, 7) probabilities.
 Forward = Callable[[np.ndarray], np.ndarray]
 
@@ -140,11 +142,11 @@ def _runner(info: ModelInfo, runtime: str, threads: int | None) -> tuple[str, Fo
 
 
 def gpu_visible() -> bool:
-    """Whether an NVIDIA GPU is visible to this process (without importing TensorFlow)."""
+    """Whether an NVIDIA GPU is visible to this process (without importing TensorFlow): the
+    driver lists one, and CUDA_VISIBLE_DEVICES does not hide them all."""
     if os.environ.get("CUDA_VISIBLE_DEVICES", "0").strip() in ("", "-1"):
         return False
-    gpus = Path("/proc/driver/nvidia/gpus")
-    return gpus.is_dir() and any(gpus.iterdir())
+    return NVIDIA_GPUS.is_dir() and any(NVIDIA_GPUS.iterdir())
 
 
 def _onnx_forward(info: ModelInfo, threads: int | None) -> Forward:

@@ -30,10 +30,15 @@ def test_probabilities_are_the_models_on_raw_pixels(tiny_model, crops, runtime):
     np.testing.assert_allclose(probs, direct, atol=1e-6)
 
 
-def test_auto_runs_onnx_without_a_gpu(classifier, monkeypatch):
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert not gpu_visible()
+def test_auto_runs_onnx_without_a_gpu_and_tensorflow_with_one(classifier, tiny_model, tmp_path, monkeypatch):
     assert classifier.runtime == "onnx"  # the session fixture, built with the default runtime
+    gpus = tmp_path / "gpus"
+    (gpus / "0000:01:00.0").mkdir(parents=True)  # as the NVIDIA driver lists a GPU
+    monkeypatch.setattr("fervideo.classify.NVIDIA_GPUS", gpus)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert gpu_visible() and ExpressionClassifier(tiny_model).runtime == "keras"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # every GPU hidden
+    assert not gpu_visible() and ExpressionClassifier(tiny_model).runtime == "onnx"
 
 
 def test_an_ensemble_and_a_normalisation_layer_convert_exactly(tmp_path, crops):
