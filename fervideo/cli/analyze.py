@@ -42,6 +42,23 @@ DEFAULT_RUNTIME = Runtime(DEFAULTS.runtime)
 #: Where the videos are analysed, as in `fervideo.pipeline.analyze_many`.
 Engine = Enum("Engine", {name: name for name in ENGINES}, type=str)
 
+# Options `fervideo annotate` shares, for the videos it analyses itself.
+FpsOption = Annotated[float, typer.Option(min=0.001, help="Frames analysed per second of video.")]
+EveryFrameOption = Annotated[bool, typer.Option(help="Analyse every frame (ignores --fps).")]
+ModelOption = Annotated[
+    str, typer.Option(help="Bundled model name (see `fervideo models`), 'default', or a .keras file.")
+]
+DetectorOption = Annotated[Detector, typer.Option(help="Face detector.")]
+RuntimeOption = Annotated[
+    Runtime,
+    typer.Option(
+        help="What runs the model: onnx (ONNX Runtime on the CPU; each model is converted once, "
+        "in seconds, and cached), keras (TensorFlow, on a GPU when it sees one), or auto "
+        "(keras when an NVIDIA GPU is visible, else onnx)."
+    ),
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")]
+
 
 @command()
 def analyze(
@@ -53,14 +70,10 @@ def analyze(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output folder of the Parquet tables.")
     ] = DEFAULT_OUT,
-    fps: Annotated[
-        float, typer.Option(min=0.001, help="Frames analysed per second of video.")
-    ] = DEFAULTS.fps,
-    every_frame: Annotated[bool, typer.Option(help="Analyse every frame (ignores --fps).")] = False,
-    model: Annotated[
-        str, typer.Option(help="Bundled model name (see `fervideo models`), 'default', or a .keras file.")
-    ] = str(DEFAULTS.model),
-    detector: Annotated[Detector, typer.Option(help="Face detector.")] = DEFAULT_DETECTOR,
+    fps: FpsOption = DEFAULTS.fps,
+    every_frame: EveryFrameOption = False,
+    model: ModelOption = str(DEFAULTS.model),
+    detector: DetectorOption = DEFAULT_DETECTOR,
     batch_size: Annotated[
         int, typer.Option(min=1, help="Face crops per classifier call.")
     ] = DEFAULTS.batch_size,
@@ -68,14 +81,7 @@ def analyze(
         TTA,
         typer.Option(help="Test-time augmentation: flip (2x classifier time) or crops (10x)."),
     ] = DEFAULT_TTA,
-    runtime: Annotated[
-        Runtime,
-        typer.Option(
-            help="What runs the model: onnx (ONNX Runtime on the CPU; each model is converted once, "
-            "in seconds, and cached), keras (TensorFlow, on a GPU when it sees one), or auto "
-            "(keras when an NVIDIA GPU is visible, else onnx)."
-        ),
-    ] = DEFAULT_RUNTIME,
+    runtime: RuntimeOption = DEFAULT_RUNTIME,
     overwrite: Annotated[bool, typer.Option(help="Redo videos already finished in --out.")] = False,
     retinaface_weights: Annotated[
         Path | None,
@@ -100,7 +106,7 @@ def analyze(
             show_default=False,
         ),
     ] = DEFAULTS.workers,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    quiet: QuietOption = False,
     engine: Annotated[
         Engine, typer.Option(help="Where to analyse: this process, or the actors of a Ray cluster.")
     ] = Engine.local,

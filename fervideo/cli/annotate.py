@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 
 from fervideo.cli import command
-from fervideo.cli.analyze import DEFAULT_DETECTOR, DEFAULTS, Detector
+from fervideo.cli.analyze import (
+    DEFAULT_DETECTOR,
+    DEFAULT_RUNTIME,
+    DEFAULTS,
+    DetectorOption,
+    EveryFrameOption,
+    FpsOption,
+    ModelOption,
+    QuietOption,
+    RuntimeOption,
+)
 from fervideo.config import AnalyzeConfig
 from fervideo.quiet import native_stderr_silenced, quiet_native_logs
 
@@ -29,15 +39,12 @@ def annotate(
             "video is analysed now (with the options below)."
         ),
     ] = None,
-    fps: Annotated[
-        float, typer.Option(min=0.001, help="Frames analysed per second of video.")
-    ] = DEFAULTS.fps,
-    every_frame: Annotated[bool, typer.Option(help="Analyse every frame (ignores --fps).")] = False,
-    model: Annotated[
-        str, typer.Option(help="Bundled model name (see `fervideo models`), 'default', or a .keras file.")
-    ] = str(DEFAULTS.model),
-    detector: Annotated[Detector, typer.Option(help="Face detector.")] = DEFAULT_DETECTOR,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    fps: FpsOption = DEFAULTS.fps,
+    every_frame: EveryFrameOption = False,
+    model: ModelOption = str(DEFAULTS.model),
+    detector: DetectorOption = DEFAULT_DETECTOR,
+    runtime: RuntimeOption = DEFAULT_RUNTIME,
+    quiet: QuietOption = False,
 ) -> None:
     """Draw each face's box, track id and top expression (with its probability) on every frame
     of VIDEO, at its frame rate, keeping its audio.
@@ -54,7 +61,9 @@ def annotate(
     if tables is None:
         from fervideo.pipeline import Analyzer
 
-        config = AnalyzeConfig(model=model, detector=detector.value, fps=None if every_frame else fps)
+        config = AnalyzeConfig(
+            model=model, detector=detector.value, fps=None if every_frame else fps, runtime=runtime.value
+        )
         with native_stderr_silenced():  # TensorFlow's start-up chatter ignores every log level
             analyzer = Analyzer(config)
     bars: dict[str, tqdm] = {}
