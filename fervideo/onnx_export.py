@@ -92,11 +92,25 @@ def to_onnx(model) -> bytes:
 
     spec = tf.TensorSpec((None, CROP_SIZE, CROP_SIZE, 1), tf.float32, name=INPUT_NAME)
     function = tf.function(model, input_signature=[spec]).get_concrete_function()
-    frozen = convert_variables_to_constants_v2(function)
-    proto, _ = tf2onnx.convert.from_graph_def(
-        frozen.graph.as_graph_def(),
-        input_names=[t.name for t in frozen.inputs],
-        output_names=[t.name for t in frozen.outputs],
-        opset=OPSET,
-    )
+    with _quiet("tensorflow", "tf2onnx"):  # deprecation notices about tf2onnx's own calls
+        frozen = convert_variables_to_constants_v2(function)
+        proto, _ = tf2onnx.convert.from_graph_def(
+            frozen.graph.as_graph_def(),
+            input_names=[t.name for t in frozen.inputs],
+            output_names=[t.name for t in frozen.outputs],
+            opset=OPSET,
+        )
     return proto.SerializeToString()
+
+
+@contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    """Only errors from these Python loggers for the block."""
+    saved = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
