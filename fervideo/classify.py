@@ -177,15 +177,16 @@ def _keras_forward(info: ModelInfo, threads: int | None) -> Forward:
     videos, and every new worker, paid for several. One graph with an open batch dimension costs
     that once, here, and per crop it is as fast (8.0 vs 7.9 CPU-ms at 32 crops, measured).
     """
-    model = _load(info)
-    import tensorflow as tf
-
-    if threads:
+    quiet_native_logs()
+    with native_stderr_silenced():  # TensorFlow's start-up lines ignore every log level
+        import tensorflow as tf
+    if threads:  # before the model is loaded: TensorFlow sizes its pools when it first runs
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(threads)
         except RuntimeError:  # TensorFlow already ran something in this process: its pools stay
             log.debug("TensorFlow's thread pools are already set; %d threads not applied", threads)
+    model = _load(info)
     graph = tf.function(model, input_signature=[tf.TensorSpec((None, CROP_SIZE, CROP_SIZE, 1), tf.float32)])
     graph(np.zeros((1, CROP_SIZE, CROP_SIZE, 1), np.float32))
     return graph

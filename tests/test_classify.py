@@ -225,3 +225,18 @@ def test_a_model_with_another_label_order_is_refused(tiny_model, tmp_path):
     model.with_suffix(".json").write_text(json.dumps({"classes": sorted(EMOTIONS)}))
     with pytest.raises(FervideoError, match="predicts classes"):
         ExpressionClassifier(model)
+
+
+def test_the_keras_runtime_takes_its_thread_count(tiny_model):
+    """Set before the model loads (a fresh process): once TensorFlow has run, it keeps its pools."""
+    import subprocess
+    import sys
+
+    code = (
+        "from fervideo.classify import ExpressionClassifier\n"
+        f"ExpressionClassifier({str(tiny_model)!r}, runtime='keras', threads=1)\n"
+        "import tensorflow as tf\n"
+        "print(tf.config.threading.get_intra_op_parallelism_threads())\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.split()[-1] == "1"
