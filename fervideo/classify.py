@@ -19,7 +19,7 @@ from fervideo.catalog import ModelInfo, resolve_model
 from fervideo.config import CROP_SIZE, RUNTIMES, AnalyzeConfig
 from fervideo.core import EMOTIONS
 from fervideo.errors import FervideoError
-from fervideo.onnx_export import onnx_model
+from fervideo.onnx_export import cached_path, onnx_model
 from fervideo.quiet import native_stderr_silenced, quiet_native_logs
 from fervideo.tta import TTA_MODES, tta_views
 
@@ -121,11 +121,22 @@ def _resolve(model: str | Path) -> ModelInfo:
     return info
 
 
+def will_convert(model: str | Path, runtime: str = _DEFAULTS.runtime) -> bool:
+    """Whether a classifier of `model` on `runtime` first converts it for ONNX Runtime (once per
+    model, some seconds): for a caller that tells its user why the start is slow."""
+    return _chosen(runtime) == "onnx" and not cached_path(_resolve(model)).is_file()
+
+
+def _chosen(runtime: str) -> str:
+    """The runtime "auto" stands for here: TensorFlow where it has a GPU, else ONNX Runtime."""
+    if runtime == "auto":
+        return "keras" if gpu_visible() else "onnx"
+    return runtime
+
+
 def _runner(info: ModelInfo, runtime: str, threads: int | None) -> tuple[str, Forward]:
     """(the runtime in use, its forward pass) for `runtime` as `ExpressionClassifier` takes it."""
-    asked = runtime
-    if runtime == "auto":
-        runtime = "keras" if gpu_visible() else "onnx"
+    asked, runtime = runtime, _chosen(runtime)
     if runtime == "onnx":
         try:
             return runtime, _onnx_forward(info, threads)

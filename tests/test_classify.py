@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fervideo.catalog import resolve_model
-from fervideo.classify import ExpressionClassifier, gpu_visible
+from fervideo.classify import ExpressionClassifier, gpu_visible, will_convert
 from fervideo.config import DEFAULT_MODEL
 from fervideo.core import EMOTIONS
 from fervideo.errors import FervideoError
@@ -99,6 +99,15 @@ def test_processes_converting_one_model_at_once_convert_it_once(tiny_model, tmp_
     for thread in threads:
         thread.join()
     assert conversions == ["keras"] and len(set(paths)) == 1 and paths[0].read_bytes() == b"converted"
+
+
+def test_will_convert_says_whether_a_classifier_converts_first(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("FERVIDEO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert will_convert(tiny_model, "onnx") and will_convert(tiny_model, "auto")
+    assert not will_convert(tiny_model, "keras")
+    ExpressionClassifier(tiny_model, runtime="onnx")
+    assert not will_convert(tiny_model, "onnx")
 
 
 def test_a_damaged_cached_file_is_converted_again(tiny_model, crops, tmp_path, monkeypatch, classifier):

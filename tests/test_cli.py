@@ -197,3 +197,17 @@ def test_end_to_end_with_bad_inputs_then_resume(tmp_path, tiny_model, example_vi
     resumed = runner.invoke(app, [*args[:2], *args[3:]])
     assert resumed.exit_code == 0, resumed.output
     assert resumed.stdout.count("already analysed, skipped") == 2
+
+
+def test_the_first_use_of_a_model_says_it_is_being_converted(
+    tmp_path, tiny_model, example_video, monkeypatch
+):
+    monkeypatch.setenv("FERVIDEO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    args = ["analyze", str(example_video), "--model", str(tiny_model), "--out", str(tmp_path / "out")]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0 and first.stderr.count("preparing the model for ONNX Runtime") == 1
+    again = runner.invoke(app, [*args, "--overwrite"])
+    assert again.exit_code == 0 and "preparing the model" not in again.stderr
+    keras = runner.invoke(app, [*args, "--overwrite", "--runtime", "keras"])
+    assert keras.exit_code == 0 and "preparing the model" not in keras.stderr

@@ -172,6 +172,7 @@ def analyze(
     from tqdm import tqdm
 
     from fervideo import pipeline
+    from fervideo.classify import will_convert
 
     paths = pipeline.expand_inputs(inputs)
     overall = tqdm(total=len(paths), unit="video", desc="overall", disable=quiet, dynamic_ncols=True)
@@ -201,6 +202,8 @@ def analyze(
 
     with closing(overall):
         analyzer = None
+        if engine == Engine.local and not quiet and paths and will_convert(config.model, config.runtime):
+            tqdm.write("preparing the model for ONNX Runtime (once per model: some seconds)", file=sys.stderr)
         # the Ray engine loads the models on its actors, worker processes on their own
         if engine == Engine.local and pipeline.local_workers(config, len(paths)) == 1:
             with native_stderr_silenced():  # TensorFlow's start-up chatter ignores every log level
