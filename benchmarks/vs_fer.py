@@ -86,27 +86,17 @@ def run_fer(clip: Path) -> Run:
     return Run(cpu, wall, rss, found["frames"], found["faces"], found["frames_with_faces"])
 
 
-def run_fervideo(clip: Path, options: list[str]) -> Run:
+def run_fervideo(target: Path, options: list[str]) -> Run:
+    """`fervideo analyze --fps 5` on a clip or a folder of clips, as a whole process."""
     from fervideo.store import read_results
 
     with tempfile.TemporaryDirectory(prefix="vs-fer-") as out:
-        command = [
-            sys.executable,
-            "-m",
-            "fervideo",
-            "analyze",
-            str(clip),
-            "--fps",
-            str(FPS),
-            "-q",
-            "--out",
-            out,
-        ]
-        _, cpu, wall, rss = measured([*command, *options], fervideo_env())
+        command = [sys.executable, "-m", "fervideo", "analyze", str(target), "--fps", str(FPS), "-q"]
+        _, cpu, wall, rss = measured([*command, "--out", out, *options], fervideo_env())
         tables = read_results(out)
-        summary = tables.summary.iloc[0]
-        seen = tables.faces["frame"].nunique()
-        return Run(cpu, wall, rss, int(summary["frames_analysed"]), int(summary["faces"]), seen)
+        seen = len(tables.faces[["video", "frame"]].drop_duplicates())
+        frames, faces = (int(tables.summary[column].sum()) for column in ("frames_analysed", "faces"))
+        return Run(cpu, wall, rss, frames, faces, seen)
 
 
 def startup() -> dict[str, tuple[float, float]]:
@@ -133,16 +123,6 @@ def convert_models() -> dict[str, tuple[float, float]]:
     code = "from fervideo.classify import ExpressionClassifier; ExpressionClassifier({!r}, runtime='onnx')"
     env = fervideo_env()
     return {model: measured([sys.executable, "-c", code.format(model)], env)[1:3] for model in CONVERTED}
-
-
-def run_folder(folder: Path, workers: int) -> tuple[float, float, int]:
-    """(CPU-s, wall s, faces) of `analyze` on a folder with `--workers`."""
-    from fervideo.store import read_results
-
-    with tempfile.TemporaryDirectory(prefix="vs-fer-") as out:
-        command = [sys.executable, "-m", "fervideo", "analyze", str(folder), "--fps", str(FPS), "-q"]
-        _, cpu, wall, _ = measured([*command, "--out", out, "--workers", str(workers)], fervideo_env())
-        return cpu, wall, int(read_results(out).summary["faces"].sum())
 
 
 def make_folder(clips: dict[str, Path]) -> Path:
@@ -275,10 +255,10 @@ def main() -> None:
                 runs[name][tool].append(run_fervideo(clips[name], options))
             print(name, {tool: r[-1] for tool, r in runs[name].items()}, flush=True)
     folder = make_folder(clips)
-    folders: dict[int, list[tuple[float, float, int]]] = {n: [] for n in WORKERS}
+    folders: dict[int, list[Run]] = {n: [] for n in WORKERS}
     for _ in range(args.runs):
         for n in WORKERS:
-            folders[n].append(run_folder(folder, n))
+            folders[n].append(run_fervideo(folder, ["--workers", str(n)]))
         print("folder", {n: r[-1] for n, r in folders.items()}, flush=True)
 
     from fervideo.config import AnalyzeConfig
@@ -371,9 +351,8 @@ def write_report(
         "| workers | CPU-s | wall s | faces | wall vs 1 worker |",
         "|---|---|---|---|---|",
         *(
-            f"| {n} | {statistics.median(r[0] for r in results):.1f} | "
-            f"{statistics.median(r[1] for r in results):.1f} | {results[0][2]} | "
-            f"{statistics.median(r[1] for r in results) / statistics.median(r[1] for r in folders[1]):.2f}x |"
+            f"| {n} | {median(results, 'cpu_s'):.1f} | {median(results, 'wall_s'):.1f} | "
+            f"{results[0].faces} | {median(results, 'wall_s') / median(folders[1], 'wall_s'):.2f}x |"
             for n, results in folders.items()
         ),
         "",

@@ -21,6 +21,7 @@ Models are looked up by name in three places, first match wins:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -110,11 +111,19 @@ class ModelInfo:
         if self.linked_members:
             joined = "\n".join(member["sha256"] for member in self.linked_members)
             return hashlib.sha256(joined.encode()).hexdigest()
-        digest = hashlib.sha256()
-        with open(self.path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        stat = self.path.stat()
+        return _file_sha256(str(self.path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """A file's SHA-256, hashed once per process while its size and time stay (the run's
+    provenance, the ONNX cache key and an ensemble's member check all ask for it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def list_models() -> list[ModelInfo]:

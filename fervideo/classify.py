@@ -20,7 +20,7 @@ from fervideo.config import CROP_SIZE, RUNTIMES, AnalyzeConfig
 from fervideo.core import EMOTIONS
 from fervideo.errors import FervideoError
 from fervideo.onnx_export import cached_path, onnx_model
-from fervideo.quiet import native_stderr_silenced, quiet_native_logs
+from fervideo.quiet import import_tensorflow
 from fervideo.tta import TTA_MODES, tta_views
 
 log = logging.getLogger(__name__)
@@ -188,9 +188,7 @@ def _keras_forward(info: ModelInfo, threads: int | None) -> Forward:
     videos, and every new worker, paid for several. One graph with an open batch dimension costs
     that once, here, and per crop it is as fast (8.0 vs 7.9 CPU-ms at 32 crops, measured).
     """
-    quiet_native_logs()
-    with native_stderr_silenced():  # TensorFlow's start-up lines ignore every log level
-        import tensorflow as tf
+    tf = import_tensorflow()
     if threads:  # before the model is loaded: TensorFlow sizes its pools when it first runs
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -210,9 +208,7 @@ def _first_line(err: Exception) -> str:
 
 def _load(info: ModelInfo):
     """The Keras model of `info`; a linked ensemble's members are loaded and averaged."""
-    quiet_native_logs()
-    with native_stderr_silenced():  # TensorFlow's start-up lines ignore every log level
-        import tensorflow as tf  # heavy: imported only when a classifier is built
+    tf = import_tensorflow()
     if info.linked_members:
         members = [_load_member(info, member) for member in info.linked_members]
         model = average_models([m for m, _ in members], info.name, [networks(i.metadata) for _, i in members])

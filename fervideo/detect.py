@@ -162,10 +162,10 @@ class YuNetDetector(_ScaledDetector):
         # Both wheels bundle their own OpenMP runtime, which reads these when it loads. Its
         # default busy-waiting made detection 13x slower (380 vs 28 ms for a 596x336 frame)
         # on 2 cores shared with other work. One thread: decoding and classifying run beside
-        # detection, and two OpenMP threads cost 45% more CPU for 10% less wall time per
-        # detection (0.68 vs 0.47 CPU-s for 100 frames of 640x360), and a whole analysis of a
-        # 93-s clip took 4.4 s and 6.4 CPU-s with two, 3.9 s and 5.5 with one. Set
-        # OMP_WAIT_POLICY or OMP_NUM_THREADS yourself to override.
+        # detection, and two OpenMP threads took 45% more CPU and no less time per detection
+        # (100 frames of 640x360: 0.68 CPU-s in 0.52 s, against 0.47 in 0.47), and a whole
+        # analysis of a 93-s clip took 4.4-4.5 s and 6.3-6.4 CPU-s with two, 3.8-4.2 s and
+        # 5.4-5.7 with one. Set OMP_WAIT_POLICY or OMP_NUM_THREADS yourself to override.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         try:

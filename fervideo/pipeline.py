@@ -479,8 +479,7 @@ def local_workers(config: AnalyzeConfig | None, inputs: int) -> int:
     detection run in their prefetch thread beside the classifier), and since the classifier
     runs in ONNX Runtime a worker starts in under a second: on 2 cores, 2 workers took 0.81x the
     wall time of 1 on 4 clips of 15 and 66 s (benchmarks/VS_FER.md) and 0.74-0.83x on clips of
-    66 and 93 s, for the same CPU-seconds. (With TensorFlow's start-up, 2 workers had taken as
-    long as 1 and 25-50% more CPU.)
+    66 and 93 s, for the same CPU-seconds.
     """
     workers = (config or AnalyzeConfig()).workers
     if workers is None:

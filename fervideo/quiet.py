@@ -44,3 +44,13 @@ def native_stderr_silenced():
     """A context that sends file descriptor 2 to /dev/null (TensorFlow's start-up lines ignore
     every log level); Python exceptions still propagate. A no-op with FERVIDEO_NATIVE_LOGS=1."""
     return nullcontext() if _wanted() else _stderr_to_devnull()
+
+
+def import_tensorflow():
+    """TensorFlow, imported with its start-up lines kept out of the terminal (heavy: only where
+    a model is loaded)."""
+    quiet_native_logs()
+    with native_stderr_silenced():  # TensorFlow's start-up lines ignore every log level
+        import tensorflow
+
+    return tensorflow

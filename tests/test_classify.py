@@ -249,3 +249,19 @@ def test_the_keras_runtime_takes_its_thread_count(tiny_model):
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.split()[-1] == "1"
+
+
+def test_a_model_file_is_hashed_once_until_it_changes(tiny_model, tmp_path):
+    """Provenance, the ONNX cache key and an ensemble's member check all ask for the checksum."""
+    import hashlib
+
+    from fervideo.catalog import _file_sha256
+
+    path = tmp_path / "model.keras"
+    path.write_bytes(tiny_model.read_bytes())
+    first = resolve_model(path).sha256()
+    assert first == hashlib.sha256(path.read_bytes()).hexdigest()
+    hits = _file_sha256.cache_info().hits
+    assert resolve_model(path).sha256() == first and _file_sha256.cache_info().hits == hits + 1
+    path.write_bytes(path.read_bytes() + b"\0")  # another size: hashed again
+    assert resolve_model(path).sha256() == hashlib.sha256(path.read_bytes()).hexdigest() != first

@@ -45,7 +45,7 @@ from fervideo.config import AnalyzeConfig, RayConfig
 from fervideo.core import EMOTIONS
 from fervideo.errors import FervideoError
 from fervideo.pipeline import Analyzer, VideoResult, analyze_one
-from fervideo.quiet import native_stderr_silenced, quiet_native_logs
+from fervideo.quiet import import_tensorflow, native_stderr_silenced, quiet_native_logs
 from fervideo.store import ResultStore
 
 log = logging.getLogger(__name__)
@@ -552,7 +552,6 @@ def _limit_threads(cpus: float) -> int:
 def _grow_gpu_memory() -> None:
     """Let TensorFlow take GPU memory as it needs it rather than all at once, so that classifier
     actors with a fraction of a GPU each (`classify_gpus` < 1) can share it."""
-    with native_stderr_silenced():
-        import tensorflow as tf
+    tf = import_tensorflow()
     for gpu in tf.config.list_physical_devices("GPU"):
         tf.config.experimental.set_memory_growth(gpu, True)
