@@ -20,6 +20,7 @@ into `.devdata/fer` and run in a child process with that folder on its path.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -83,12 +84,17 @@ class Row:
     direct: float
     direct_found: float
     false_per_empty: float
+    unmatched: int
     seconds: float
 
 
-def run_fervideo(video: Path, model: str, min_face: int, min_score: float) -> tuple[Detections, float]:
+def run_fervideo(
+    video: Path, model: str, min_face: int, min_score: float, recheck_score: float
+) -> tuple[Detections, float]:
     started = time.perf_counter()
-    config = AnalyzeConfig(model=model, fps=None, min_face=min_face, min_score=min_score)
+    config = AnalyzeConfig(
+        model=model, fps=None, min_face=min_face, min_score=min_score, recheck_score=recheck_score
+    )
     faces = fervideo.analyze(video, config=config).faces
     seconds = time.perf_counter() - started
     xyxy = faces[["x", "y", "w", "h"]].to_numpy(np.float32, copy=True)
@@ -144,6 +150,7 @@ def score(
     right = hit & (found.top[np.maximum(index, 0)] == labels)
     empty = set(render.empty_frames)
     false_empty = sum(int(f) in empty for f in found.frame)
+    unmatched = len(found.frame) - int(hit.sum()) - false_empty
     return Row(
         who,
         size,
@@ -154,6 +161,7 @@ def score(
         float((direct == labels).mean()),
         float((direct == labels)[hit].mean()) if hit.any() else float("nan"),
         false_empty / max(len(empty), 1),
+        unmatched,
         seconds,
     )
 
@@ -178,6 +186,13 @@ def main() -> None:
         default=[AnalyzeConfig().min_score],
         help="detection thresholds to run at each --min-face",
     )
+    parser.add_argument(
+        "--recheck-scores",
+        type=float,
+        nargs="*",
+        default=[AnalyzeConfig().recheck_score],
+        help="scores from which a face gets a second look, run at each threshold (>= it: none)",
+    )
     parser.add_argument("--no-fer", dest="fer", action="store_false", help="skip the fer package")
     parser.add_argument("--out", type=Path, default=RESULTS, help="the Markdown file written")
     args = parser.parse_args()
@@ -193,11 +208,15 @@ def main() -> None:
             render.frames.clear()  # the video holds them now
             direct = classifier.predict(test.x[[f.image for f in render.faces], :, :, 0]).argmax(1)
             for min_face in args.min_faces:
-                for min_score in args.min_scores:
-                    found, seconds = run_fervideo(video, args.model, min_face, min_score)
-                    who = f"fervideo, min face {min_face}" + (
-                        f", threshold {min_score:g}" if len(args.min_scores) > 1 else ""
-                    )
+                for min_score, recheck in itertools.product(args.min_scores, args.recheck_scores):
+                    found, seconds = run_fervideo(video, args.model, min_face, min_score, recheck)
+                    who = f"fervideo, min face {min_face}"
+                    if len(args.min_scores) > 1:
+                        who += f", threshold {min_score:g}"
+                    if len(args.recheck_scores) > 1:
+                        who += (
+                            f", second look from {recheck:g}" if recheck < min_score else ", no second look"
+                        )
                     rows.append(score(who, size, render, found, direct, seconds))
                     print(rows[-1], flush=True)
             if args.fer:
@@ -229,16 +248,21 @@ def write(args: argparse.Namespace, rows: list[Row], images: int) -> None:
         "- direct: the same model on the same 48x48 images given as they are (fervideo's model "
         "for both rows); in brackets, on the images the pipeline found",
         "- false / empty frame: detections per face-free frame",
+        "- unmatched: detections in frames with faces that match none of them",
+        "- second look: faces scoring from that score up to the threshold in the shrunk frame are "
+        "kept only if a full-size look at them scores them at the threshold or more "
+        "(`AnalyzeConfig.recheck_score`)",
         "",
         "| pipeline | face px | faces | found | accuracy on found | end to end | direct (on found) "
-        "| false / empty frame | seconds |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| false / empty frame | unmatched | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r.who} | {r.size} | {r.faces} | {r.detection:.1%} | {r.accuracy_found:.2%} "
             f"| {r.end_to_end:.2%} "
-            f"| {r.direct:.2%} ({r.direct_found:.2%}) | {r.false_per_empty:.3f} | {r.seconds:.0f} |"
+            f"| {r.direct:.2%} ({r.direct_found:.2%}) | {r.false_per_empty:.3f} | {r.unmatched} "
+            f"| {r.seconds:.0f} |"
         )
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")

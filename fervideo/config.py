@@ -142,6 +142,12 @@ class AnalyzeConfig:
         detector: face detector back end ("yunet" or "retinaface").
         fps: frames sampled per second of video; None analyses every frame.
         min_score: detector confidence (0-1) below which a face is dropped.
+        recheck_score: a face scoring from this up to `min_score` in the shrunk frame gets a
+            second look in the full-size frame (the face scaled to `recheck_face` px, twice its
+            box around it) and is kept when that look scores it `min_score` or more: faces the
+            shrinking blurred are found, textures that look like faces only when shrunk are not.
+            `min_score` or more turns the second look off.
+        recheck_face: side in pixels a face is scaled to for its second look.
         min_face: smallest face to find, in pixels of the source frame: frames are shrunk
             before detection until such a face is the detector's smallest reliable face (YuNet:
             16 px), which makes detection cheaper in proportion to the area; faces smaller than
@@ -177,6 +183,8 @@ class AnalyzeConfig:
     detector: str = "yunet"
     fps: float | None = 5.0
     min_score: float = 0.5
+    recheck_score: float = 0.25
+    recheck_face: int = 96
     min_face: int = 32
     max_side: int = 960
     crop: CropSettings | None = None
@@ -206,6 +214,8 @@ class AnalyzeConfig:
                 "an integer >= 1, or None for one per core",
             ),
             ("min_score", 0 <= self.min_score <= 1, "a number in [0, 1]"),
+            ("recheck_score", 0 <= self.recheck_score <= 1, "a number in [0, 1]"),
+            ("recheck_face", self.recheck_face >= 1, "an integer >= 1 (pixels)"),
             ("tta", self.tta in TTA_MODES, f"one of {', '.join(TTA_MODES)}"),
             ("runtime", self.runtime in RUNTIMES, f"one of {', '.join(RUNTIMES)}"),
             (

@@ -22,13 +22,18 @@ import cv2
 import numpy as np
 
 from fervideo.config import AnalyzeConfig
-from fervideo.core import Faces
+from fervideo.core import Faces, box_iou
 from fervideo.errors import FervideoError
 
 log = logging.getLogger(__name__)
 
 RETINAFACE_WEIGHTS_FILE = "retinaface.onnx"
 _DEFAULTS = AnalyzeConfig()
+#: A second look at an uncertain face sees this many times its box's side around it.
+RECHECK_CONTEXT = 2.0
+#: ... and takes the face it finds there whose box overlaps the first look's this much (IoU),
+#: unless it overlaps a face already kept as much.
+RECHECK_IOU = 0.4
 
 
 class FaceDetector(Protocol):
@@ -118,18 +123,78 @@ def to_faces(
 
 
 class _ScaledDetector:
-    """What the back ends share: the score cut, and the input scale of `face_scale` and
-    `max_side` (subclasses set `smallest_face`, the face side they find at their input)."""
+    """What the back ends share: the input scale of `face_scale` and `max_side`, the score cut,
+    and the second look at uncertain faces (subclasses set `smallest_face`, the face side they
+    find at their input, and `_find`, their engine on one image).
+
+    A face scoring from `recheck_score` up to `min_score` in the shrunk frame is looked at again
+    in the full-size frame: the box with `RECHECK_CONTEXT` times its side around it, scaled so
+    the face is `recheck_face` px. It is kept, with that look's box, when that look finds it
+    scoring at least `min_score`. Faces a shrunk frame blurs out are found this way at the cost
+    of a small second detection, while the textures that look like a face only when shrunk
+    (a striped shirt, a flag) are dropped (benchmarks/CALIBRATION.md).
+    """
 
     smallest_face: int
 
-    def __init__(self, min_score: float, max_side: int, min_face: int) -> None:
+    def __init__(
+        self, min_score: float, max_side: int, min_face: int, recheck_score: float, recheck_face: int
+    ) -> None:
         self.min_score = min_score
         self.max_side = max_side
+        self.min_face = min_face
+        self.recheck_score = min(recheck_score, min_score)
+        self.recheck_face = recheck_face
         self.scale = face_scale(min_face, self.smallest_face)
 
-    def _shrink(self, image: np.ndarray) -> tuple[np.ndarray, float]:
-        return shrink(image, self.max_side, self.scale)
+    def _find(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The engine on `image`: (xyxy (n, 4), score (n,) in [0, 1], landmarks (n, 5, 2) or
+        None), in the pixels of `image`, every face scoring at least `recheck_score`."""
+        raise NotImplementedError
+
+    def detect(self, image: np.ndarray, frame_index: int = 0) -> Faces:
+        small, scale = shrink(image, self.max_side, self.scale)
+        faces = to_faces(
+            frame_index, *self._find(np.ascontiguousarray(small)), scale, image.shape, self.recheck_score
+        )
+        uncertain = np.flatnonzero(faces.confidence < self.min_score)
+        if not len(uncertain):
+            return faces
+        kept = [faces[faces.confidence >= self.min_score]]
+        for index in uncertain:
+            look = self._recheck(image, faces[int(index) : int(index) + 1])
+            boxes = np.concatenate([part.xyxy for part in kept])
+            # a look that lands on a face already kept (a shifted duplicate of it) adds nothing
+            if len(look) and not (len(boxes) and box_iou(look.xyxy, boxes).max() >= RECHECK_IOU):
+                kept.append(look)
+        return Faces.concat(kept)
+
+    def _recheck(self, image: np.ndarray, face: Faces) -> Faces:
+        """`face` as a second, closer look finds it: the look's best detection overlapping its box
+        and scoring at least `min_score`, or no face."""
+        x1, y1, x2, y2 = face.xyxy[0]
+        side = max(x2 - x1, y2 - y1)
+        if side < self.min_face:  # smaller than asked for: not worth a second look
+            return face[:0]
+        half = side * RECHECK_CONTEXT / 2
+        height, width = image.shape[:2]
+        left, top = int(max(0, (x1 + x2) / 2 - half)), int(max(0, (y1 + y2) / 2 - half))
+        right, bottom = int(min(width, (x1 + x2) / 2 + half)), int(min(height, (y1 + y2) / 2 + half))
+        zoom = self.recheck_face / side
+        size = (max(1, round((right - left) * zoom)), max(1, round((bottom - top) * zoom)))
+        interpolation = cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR
+        window = cv2.resize(image[top:bottom, left:right], size, interpolation=interpolation)
+        xyxy, score, landmarks = self._find(window)
+        look = to_faces(int(face.frame_index[0]), xyxy, score, landmarks, zoom, window.shape, self.min_score)
+        if not len(look):
+            return face[:0]
+        look = look.with_(
+            xyxy=look.xyxy + np.float32([left, top, left, top]),
+            landmarks=None if look.landmarks is None else look.landmarks + np.float32([left, top]),
+        )
+        overlap = box_iou(face.xyxy, look.xyxy)[0]
+        best = int(np.argmax(np.where(overlap >= RECHECK_IOU, look.confidence, -1.0)))
+        return look[best : best + 1] if overlap[best] >= RECHECK_IOU else face[:0]
 
 
 class YuNetDetector(_ScaledDetector):
@@ -144,6 +209,9 @@ class YuNetDetector(_ScaledDetector):
         max_side: frames are shrunk to at most this long side before detection.
         min_face: smallest face to find, in source pixels: frames are shrunk by
             `face_scale(min_face, smallest_face)`.
+        recheck_score: faces scoring from this up to `min_score` get a second look at full
+            size (see `_ScaledDetector`); `min_score` or more: no second look.
+        recheck_face: side in pixels the face is scaled to for that look.
     """
 
     name = "yunet"
@@ -157,8 +225,10 @@ class YuNetDetector(_ScaledDetector):
         min_score: float = _DEFAULTS.min_score,
         max_side: int = _DEFAULTS.max_side,
         min_face: int = _DEFAULTS.min_face,
+        recheck_score: float = _DEFAULTS.recheck_score,
+        recheck_face: int = _DEFAULTS.recheck_face,
     ) -> None:
-        super().__init__(min_score, max_side, min_face)
+        super().__init__(min_score, max_side, min_face, recheck_score, recheck_face)
         # Both wheels bundle their own OpenMP runtime, which reads these when it loads. Its
         # default busy-waiting made detection 13x slower (380 vs 28 ms for a 596x336 frame)
         # on 2 cores shared with other work. One thread: decoding and classifying run beside
@@ -181,11 +251,9 @@ class YuNetDetector(_ScaledDetector):
     def has_landmarks(self) -> bool:
         return self._engine.__name__ == "yuface"
 
-    def detect(self, image: np.ndarray, frame_index: int = 0) -> Faces:
-        small, scale = self._shrink(image)
-        xywh, score, landmarks = self._detect(np.ascontiguousarray(small))
-        xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-        return to_faces(frame_index, xyxy, score / 100.0, landmarks, scale, image.shape, self.min_score)
+    def _find(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        xywh, score, landmarks = self._detect(image)
+        return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1), score / 100.0, landmarks
 
     def _detect_yuface(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # Rows: score 0-100, x, y, w, h, then five (x, y) landmarks; a 16th column is unused.
@@ -211,6 +279,9 @@ class RetinaFaceDetector(_ScaledDetector):
         max_side: frames are shrunk to at most this long side before detection.
         min_face: smallest face to find, in source pixels: frames are shrunk by
             `face_scale(min_face, smallest_face)`.
+        recheck_score: faces scoring from this up to `min_score` get a second look at full
+            size (see `_ScaledDetector`); `min_score` or more: no second look.
+        recheck_face: side in pixels the face is scaled to for that look.
         weights: the `retinaface.onnx` file; defaults to .deepface/weights/retinaface.onnx
             under $DEEPFACE_HOME, or under the home folder when it is not set (as deepface).
     """
@@ -224,26 +295,25 @@ class RetinaFaceDetector(_ScaledDetector):
         min_score: float = _DEFAULTS.min_score,
         max_side: int = _DEFAULTS.max_side,
         min_face: int = _DEFAULTS.min_face,
+        recheck_score: float = _DEFAULTS.recheck_score,
+        recheck_face: int = _DEFAULTS.recheck_face,
         weights: str | Path | None = None,
     ) -> None:
-        super().__init__(min_score, max_side, min_face)
+        super().__init__(min_score, max_side, min_face, recheck_score, recheck_face)
         self.weights = retinaface_weights(weights)
         self._retinaface, onnx_model, ort = _import_retinaface()
         self._model = onnx_model.RetinaFace(_onnx_session(ort, self.weights))
         self.engine = f"retina-face {metadata.version('retina-face')} (onnx, {self.weights.name})"
 
-    def detect(self, image: np.ndarray, frame_index: int = 0) -> Faces:
-        small, scale = self._shrink(image)
+    def _find(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         found = self._retinaface.detect_faces(
-            small, threshold=self.min_score, model=self._model, allow_upscaling=False
+            image, threshold=self.recheck_score, model=self._model, allow_upscaling=False
         ).values()
         order = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
         xyxy = np.array([face["facial_area"] for face in found], np.float32).reshape(-1, 4)
         score = np.array([face["score"] for face in found], np.float32)
         landmarks = np.array([[face["landmarks"][k] for k in order] for face in found], np.float32)
-        return to_faces(
-            frame_index, xyxy, score, landmarks.reshape(-1, 5, 2), scale, image.shape, self.min_score
-        )
+        return xyxy, score, landmarks.reshape(-1, 5, 2)
 
 
 def retinaface_weights(weights: str | Path | None = None) -> Path:

@@ -125,7 +125,10 @@ class Analyzer:
         model = self.classifier.info
         engine = self.detector.engine
         if detector is None:  # the input scale changes which faces are found: recorded with it
-            engine += f"; min face {config.min_face} px, max side {config.max_side} px"
+            engine += (
+                f"; min score {config.min_score}, second look from {config.recheck_score} at "
+                f"{config.recheck_face} px, min face {config.min_face} px, max side {config.max_side} px"
+            )
         # the crop for faces with eye landmarks (True) and without (False), resolved once
         self.crops = {has: config.crop_for(self.detector.name, has) for has in (True, False)}
         self.run_info = RunInfo(
@@ -309,6 +312,8 @@ def _detector_options(config: AnalyzeConfig) -> dict[str, object]:
         "min_score": config.min_score,
         "max_side": config.max_side,
         "min_face": config.min_face,
+        "recheck_score": config.recheck_score,
+        "recheck_face": config.recheck_face,
     }
     if config.detector == "retinaface":
         options["weights"] = config.retinaface_weights

@@ -92,6 +92,8 @@ def test_options_are_forwarded(recorded, tmp_path):
         "w.onnx",
         "--min-face",
         "40",
+        "--min-score",
+        "0.7",
         "--workers",
         "1",
     ]
@@ -105,6 +107,7 @@ def test_options_are_forwarded(recorded, tmp_path):
             tta="crops",
             retinaface_weights=Path("w.onnx"),
             min_face=40,
+            min_score=0.7,
             workers=1,
         )
     ]
@@ -118,7 +121,9 @@ def test_every_frame_turns_sampling_off(recorded):
     assert configs[0].fps is None
 
 
-@pytest.mark.parametrize("args", [["--fps", "0"], ["--batch-size", "0"], ["--detector", "haar"]])
+@pytest.mark.parametrize(
+    "args", [["--fps", "0"], ["--batch-size", "0"], ["--detector", "haar"], ["--min-score", "1.5"]]
+)
 def test_bad_option_values_are_refused(recorded, args):
     assert runner.invoke(app, ["analyze", "a.mp4", *args]).exit_code == 2
 
@@ -211,3 +216,23 @@ def test_the_first_use_of_a_model_says_it_is_being_converted(
     assert again.exit_code == 0 and "preparing the model" not in again.stderr
     keras = runner.invoke(app, [*args, "--overwrite", "--runtime", "keras"])
     assert keras.exit_code == 0 and "preparing the model" not in keras.stderr
+
+
+def test_a_model_onnx_runtime_cannot_run_is_one_warning_line(
+    tmp_path, tiny_model, example_video, monkeypatch
+):
+    def unconvertible(model):
+        raise ValueError("tf2onnx: unsupported op Foo\nand more")
+
+    monkeypatch.setenv("FERVIDEO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr("fervideo.onnx_export.to_onnx", unconvertible)
+    args = ["analyze", str(example_video), "--model", str(tiny_model), "--out", str(tmp_path / "out")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warned == [
+        f"warning: running {tiny_model} with TensorFlow: ONNX Runtime cannot (tf2onnx: unsupported op Foo)"
+    ]
+    again = runner.invoke(app, [*args, "--overwrite"])  # the handler is added once per process
+    assert sum(line.startswith("warning:") for line in again.stderr.splitlines()) == 1

@@ -65,6 +65,8 @@ class Changed(config.AnalyzeConfig):
     detector: str = "retinaface"
     fps: float = 2.0
     min_score: float = 0.5
+    recheck_score: float = 0.3
+    recheck_face: int = 80
     min_face: int = 48
     max_side: int = 640
     batch_size: int = 8
@@ -108,13 +110,15 @@ print(json.dumps({{
         "runtime": "keras",
         "threads": "3",
     }
-    assert found["YuNetDetector"] == {"min_score": "0.5", "max_side": "640", "min_face": "48"}
-    assert found["RetinaFaceDetector"] == {
+    scale = {
         "min_score": "0.5",
         "max_side": "640",
         "min_face": "48",
-        "weights": "None",
+        "recheck_score": "0.3",
+        "recheck_face": "80",
     }
+    assert found["YuNetDetector"] == scale
+    assert found["RetinaFaceDetector"] == {**scale, "weights": "None"}
     assert found["get_detector"] == {"detector": "retinaface"}
     assert found["IoUTracker"] == {"iou_threshold": "0.4", "max_gap_s": "2.5"}
     assert found["cli out"] == "elsewhere"

@@ -6,6 +6,7 @@ import pytest
 
 from fervideo.detect import (
     DETECTORS,
+    RECHECK_CONTEXT,
     RetinaFaceDetector,
     YuNetDetector,
     face_scale,
@@ -14,6 +15,7 @@ from fervideo.detect import (
     shrink,
     to_faces,
 )
+from fervideo.detect import _ScaledDetector as ScaledDetector
 from fervideo.errors import FervideoError
 from tests.helpers import FakeDetector, write_fake_retinaface
 
@@ -72,6 +74,82 @@ def test_a_face_the_minimum_face_allows_is_found_and_mapped_back(face_frame):
     coarse = YuNetDetector(min_face=96).detect(big)  # 1280 px x 1/6: a 213-px input
     assert len(fine) == len(coarse) == 1
     np.testing.assert_allclose(coarse.xyxy, fine.xyxy, atol=6 * 3)
+
+
+class SizeSensitiveEngine(ScaledDetector):
+    """A back end whose scores depend on how large a thing looks at its input, as YuNet's do:
+    red squares are faces (0.9 from 40 px, 0.3 smaller), blue ones a texture that looks like a
+    face only when small (0.3 under 40 px, 0.1 from 40)."""
+
+    name = engine = "size-sensitive"
+    smallest_face = 16
+
+    def __init__(self, recheck_score: float = 0.25) -> None:
+        super().__init__(
+            min_score=0.5, max_side=960, min_face=32, recheck_score=recheck_score, recheck_face=96
+        )
+        self.inputs: list[tuple[int, ...]] = []
+
+    def _find(self, image):
+        self.inputs.append(image.shape)
+        boxes, scores = [], []
+        for channel, small_score, large_score in ((2, 0.3, 0.9), (0, 0.3, 0.1)):
+            count, _, stats, _ = cv2.connectedComponentsWithStats(
+                (image[..., channel] > 127).astype(np.uint8)
+            )
+            for x, y, w, h, _ in stats[1:count]:
+                boxes.append([x, y, x + w, y + h])
+                scores.append(large_score if max(w, h) >= 40 else small_score)
+        keep = np.array(scores) >= self.recheck_score
+        return np.array(boxes, np.float32).reshape(-1, 4)[keep], np.array(scores, np.float32)[keep], None
+
+
+def test_uncertain_faces_get_a_second_look_at_full_size():
+    frame = np.zeros((360, 640, 3), np.uint8)
+    frame[100:160, 100:160] = (0, 0, 255)  # a 60-px face: 30 px and uncertain in the half-size frame
+    frame[100:160, 400:460] = (255, 0, 0)  # a texture as large
+    frame[250:350, 300:400] = (0, 0, 255)  # a 100-px face: certain at half size
+    frame[300:320, 50:70] = (0, 0, 255)  # a face under --min-face: not looked at again
+    engine = SizeSensitiveEngine()
+    faces = engine.detect(frame, frame_index=7)
+    # one look at the half-size frame, then one each for the two uncertain things of 60 px
+    assert engine.inputs[0] == (180, 320, 3) and len(engine.inputs) == 3
+    side = round(60 * RECHECK_CONTEXT * 96 / 60)
+    assert engine.inputs[1] == engine.inputs[2] == (side, side, 3)
+    order = np.argsort(faces.xyxy[:, 0])
+    np.testing.assert_allclose(faces.xyxy[order], [[100, 100, 160, 160], [300, 250, 400, 350]], atol=1.5)
+    np.testing.assert_allclose(faces.confidence[order], [0.9, 0.9])
+    assert (faces.frame_index == 7).all()
+
+    without = SizeSensitiveEngine(recheck_score=0.5)  # the second look turned off
+    assert len(without.detect(frame)) == 1 and len(without.inputs) == 1
+
+
+class ScriptedEngine(ScaledDetector):
+    """Answers each call of the engine with the next (xyxy, score) of its script."""
+
+    name = engine = "scripted"
+    smallest_face = 16
+
+    def __init__(self, *answers) -> None:
+        super().__init__(min_score=0.5, max_side=960, min_face=16, recheck_score=0.25, recheck_face=96)
+        self.answers = list(answers)
+
+    def _find(self, image):
+        xyxy, score = self.answers.pop(0)
+        return np.array(xyxy, np.float32).reshape(-1, 4), np.array(score, np.float32), None
+
+
+def test_a_second_look_that_lands_on_a_face_already_found_adds_no_duplicate():
+    frame = np.zeros((360, 640, 3), np.uint8)
+    # full size: a face, and a shifted box half on it; the look around that box (from (90, 70),
+    # zoomed 96/60) finds the face itself
+    face, shifted = [100, 100, 160, 160], [120, 100, 180, 160]
+    seen_in_window = (np.array(face) - [90, 70, 90, 70]) * 96 / 60
+    engine = ScriptedEngine(([face, shifted], [0.9, 0.3]), ([seen_in_window], [0.9]))
+    faces = engine.detect(frame)
+    assert not engine.answers  # the look was taken
+    np.testing.assert_allclose(faces.xyxy, [face])
 
 
 def test_to_faces_maps_back_clips_and_filters():

@@ -3,6 +3,8 @@
 Each command lives in its own module here and registers itself on `app` through `command`,
 which also turns a `FervideoError` into one `error:` line and exit code 1, and a bad setting
 (`fervideo.errors.SettingError`) into one line and exit code 2, as for any other bad option.
+The library's warnings (a model run by TensorFlow because ONNX Runtime cannot, a video left out
+of a report) reach the user as one `warning:` line each.
 Heavy modules (OpenCV, TensorFlow, Arrow) are imported inside the command bodies, so that
 `fervideo --help` is instant.
 """
@@ -10,6 +12,8 @@ Heavy modules (OpenCV, TensorFlow, Arrow) are imported inside the command bodies
 from __future__ import annotations
 
 import functools
+import logging
+import sys
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
@@ -49,6 +53,30 @@ def command(**options: object) -> Callable[[Command], Command]:
     return register
 
 
+class _WarningLines(logging.Handler):
+    """Writes each warning of the `fervideo` loggers as one `warning: ...` line on stderr, above
+    any progress bar. Left out: `fervideo.pipeline`'s, which `analyze` prints with each video's
+    result, and `fervideo.training`'s, which `train` shows through its own log lines."""
+
+    shown_elsewhere = ("fervideo.pipeline", "fervideo.training")
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(self.shown_elsewhere):
+            return
+        from tqdm import tqdm
+
+        tqdm.write(f"warning: {record.getMessage()}", file=sys.stderr)
+
+
+def _show_warnings() -> None:
+    library = logging.getLogger("fervideo")
+    if not any(isinstance(handler, _WarningLines) for handler in library.handlers):
+        library.addHandler(_WarningLines())
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"fervideo {__version__}")
@@ -62,6 +90,7 @@ def _main(
     ] = False,
 ) -> None:
     """Facial expressions in videos: detect faces, classify expressions, write Parquet tables."""
+    _show_warnings()
 
 
 def main() -> None:

@@ -98,6 +98,15 @@ def analyze(
             "until such a face is the detector's smallest reliable one; smaller faces may be missed.",
         ),
     ] = DEFAULTS.min_face,
+    min_score: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Detector confidence (0-1) below which a face is dropped; lower finds more faces, "
+            "and more things that are not faces.",
+        ),
+    ] = DEFAULTS.min_score,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -164,6 +173,7 @@ def analyze(
         tta=tta.value,
         runtime=runtime.value,
         min_face=min_face,
+        min_score=min_score,
         retinaface_weights=retinaface_weights,
         workers=workers,
         ray=RayConfig(retries=retries, classify_actors=classify_actors, classify_gpus=classify_gpus),
