@@ -426,6 +426,15 @@ def test_retinaface_and_keras_models_share_a_process(tmp_path, classifier):
 RUN_CLI = [sys.executable, "-m", "fervideo", "analyze", "--every-frame", "--quiet"]
 
 
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and has not exited (an orphan's zombie has)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
 def test_resume_after_a_killed_run(tmp_path, tiny_model):
     """Kill the command (SIGKILL) while it works on the second of two videos: the first stays
     finished and is skipped by the re-run, nothing of the second is visible, and the re-run
@@ -435,22 +444,30 @@ def test_resume_after_a_killed_run(tmp_path, tiny_model):
     first = write_video(inputs / "a.mp4", 5, size=(64, 48))
     second = write_video(inputs / "b.mp4", 200, size=(640, 480), fps=30)
     out = tmp_path / "out"
-    command = [*RUN_CLI, "--model", str(tiny_model), "--out", str(out), str(inputs)]
+    command = [*RUN_CLI, "--model", str(tiny_model), "--out", str(out), "--workers", "2", str(inputs)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
     done_marker = out / "videos" / video_id(first) / "summary.parquet"
     second_faces = out / ".fervideo" / "staging"
     deadline = time.monotonic() + 120
-    # the second video's faces table is being written: the kill lands in the middle of it
+    # the first video is finished (each has its worker) and the second's faces table is being
+    # written: the kill lands in the middle of it
     while (
-        not list(second_faces.glob(f"{video_id(second)}~*/faces.parquet"))
+        not (done_marker.exists() and list(second_faces.glob(f"{video_id(second)}~*/faces.parquet")))
         and process.poll() is None
         and time.monotonic() < deadline
     ):
         time.sleep(0.01)
     assert process.poll() is None, "the run ended before it could be killed"
+    workers = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    assert workers  # the folder's two videos went to worker processes
     process.send_signal(signal.SIGKILL)
     process.wait()
+    # the workers end with their driver instead of waiting for its next task for ever
+    deadline = time.monotonic() + 10
+    while any(_running(int(pid)) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_running(int(pid)) for pid in workers)
     finished = out / "videos" / video_id(second)
     assert done_marker.exists() and not finished.exists()
     first_mtime = done_marker.stat().st_mtime_ns

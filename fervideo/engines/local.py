@@ -16,8 +16,10 @@ detector runs one thread), so that the workers do not oversubscribe them.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -178,6 +180,7 @@ def _work(
 ) -> None:
     """A worker's life: load an analyzer, then run the videos it is given until it gets None."""
     pid = os.getpid()
+    _exit_with_the_driver()
     try:
         analyzer = _worker_analyzer(config, threads, make_analyzer)
     except FervideoError as err:
@@ -198,6 +201,22 @@ def _work(
 
         result = analyze_one(analyzer, task.path, out_dir, overwrite, progress, task.wait)
         events.put(("result", pid, result))
+
+
+def _exit_with_the_driver() -> None:
+    """End this worker as soon as the driver process ends, however it ends. A driver killed
+    outright (SIGKILL, the out-of-memory killer) cannot stop its workers, and each would wait
+    for its next task for ever, holding its model in memory. A video it was writing stays
+    unfinished in the staging folder, as the driver's own would; the next run redoes it."""
+    driver = multiprocessing.parent_process()
+    if driver is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([driver.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="fervideo-driver-watch").start()
 
 
 def _worker_analyzer(config: AnalyzeConfig, threads: int, make_analyzer):
