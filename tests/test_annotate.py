@@ -140,3 +140,18 @@ def test_annotated_real_clip(media: Path, tmp_path: Path, classifier):
         x, y0, y1 = round(face.x), round(face.y + 0.3 * face.h), round(face.y + 0.7 * face.h)
         edge = (slice(y0, y1), slice(x, x + 2))
         assert np.abs(frames[face.frame][edge].astype(int) - source[face.frame][edge]).mean() > 30
+
+
+def test_annotate_detects_as_analyze_does(tmp_path, monkeypatch):
+    configs = []
+
+    def recording_analyzer(config):
+        configs.append(config)
+        raise FervideoError("recorded")
+
+    monkeypatch.setattr("fervideo.pipeline.Analyzer", recording_analyzer)
+    clip = write_clip_with_audio(tmp_path / "clip.mp4")
+    args = ["annotate", str(clip), "--min-face", "40", "--min-score", "0.7", "--every-frame"]
+    assert runner.invoke(app, args).output == "error: recorded\n"
+    assert configs == [AnalyzeConfig(fps=None, min_face=40, min_score=0.7)]
+    assert runner.invoke(app, ["annotate", str(clip), "--min-score", "2"]).exit_code == 2

@@ -58,6 +58,23 @@ RuntimeOption = Annotated[
     ),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")]
+MinFaceOption = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Smallest face to find, in pixels of the video: frames are shrunk for detection "
+        "until such a face is the detector's smallest reliable one; smaller faces may be missed.",
+    ),
+]
+MinScoreOption = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Detector confidence (0-1) below which a face is dropped; lower finds more faces, "
+        "and more things that are not faces.",
+    ),
+]
 
 
 @command()
@@ -90,23 +107,8 @@ def analyze(
             "(default: .deepface/weights/retinaface.onnx under $DEEPFACE_HOME, else under ~)."
         ),
     ] = None,
-    min_face: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="Smallest face to find, in pixels of the video: frames are shrunk for detection "
-            "until such a face is the detector's smallest reliable one; smaller faces may be missed.",
-        ),
-    ] = DEFAULTS.min_face,
-    min_score: Annotated[
-        float,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Detector confidence (0-1) below which a face is dropped; lower finds more faces, "
-            "and more things that are not faces.",
-        ),
-    ] = DEFAULTS.min_score,
+    min_face: MinFaceOption = DEFAULTS.min_face,
+    min_score: MinScoreOption = DEFAULTS.min_score,
     workers: Annotated[
         int | None,
         typer.Option(

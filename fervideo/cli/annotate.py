@@ -15,6 +15,8 @@ from fervideo.cli.analyze import (
     DetectorOption,
     EveryFrameOption,
     FpsOption,
+    MinFaceOption,
+    MinScoreOption,
     ModelOption,
     QuietOption,
     RuntimeOption,
@@ -44,6 +46,8 @@ def annotate(
     model: ModelOption = str(DEFAULTS.model),
     detector: DetectorOption = DEFAULT_DETECTOR,
     runtime: RuntimeOption = DEFAULT_RUNTIME,
+    min_face: MinFaceOption = DEFAULTS.min_face,
+    min_score: MinScoreOption = DEFAULTS.min_score,
     quiet: QuietOption = False,
 ) -> None:
     """Draw each face's box, track id and top expression (with its probability) on every frame
@@ -62,7 +66,12 @@ def annotate(
         from fervideo.pipeline import Analyzer
 
         config = AnalyzeConfig(
-            model=model, detector=detector.value, fps=None if every_frame else fps, runtime=runtime.value
+            model=model,
+            detector=detector.value,
+            fps=None if every_frame else fps,
+            runtime=runtime.value,
+            min_face=min_face,
+            min_score=min_score,
         )
         with native_stderr_silenced():  # TensorFlow's start-up chatter ignores every log level
             analyzer = Analyzer(config)
