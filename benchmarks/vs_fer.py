@@ -39,6 +39,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fervideo.config import AnalyzeConfig
+
 REPO = Path(__file__).resolve().parents[1]
 MEDIA = REPO.parent / "shared" / "media"
 CLIPS = REPO / ".devdata" / "clips"
@@ -51,7 +53,7 @@ FPS = 5.0
 #: Minimum faces compared; 16 px is the detector input before --min-face: full size up to 960 px.
 MIN_FACES = (16, 32, 48, 64)
 #: The recall table's column of the default minimum face without the detector's second look.
-NO_SECOND_LOOK = "32, no second look"
+NO_SECOND_LOOK = f"{AnalyzeConfig().min_face}, no second look"
 
 
 @dataclass
@@ -263,7 +265,6 @@ def main() -> None:
             folders[n].append(run_fervideo(folder, ["--workers", str(n)]))
         print("folder", {n: r[-1] for n, r in folders.items()}, flush=True)
 
-    from fervideo.config import AnalyzeConfig
     from fervideo.pipeline import Analyzer
 
     # detection recall and cost per minimum face, stages in turn so that each has its own time

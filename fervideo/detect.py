@@ -131,8 +131,8 @@ class _ScaledDetector:
     in the full-size frame: the box with `RECHECK_CONTEXT` times its side around it, scaled so
     the face is `recheck_face` px. It is kept, with that look's box, when that look finds it
     scoring at least `min_score`. Faces a shrunk frame blurs out are found this way at the cost
-    of a small second detection, while the textures that look like a face only when shrunk
-    (a striped shirt, a flag) are dropped (benchmarks/CALIBRATION.md).
+    of a small second detection, while things that look like a face only when shrunk (a hand
+    and shirt cuff on the audience clip of benchmarks/CALIBRATION.md) are dropped.
     """
 
     smallest_face: int
@@ -161,12 +161,13 @@ class _ScaledDetector:
         if not len(uncertain):
             return faces
         kept = [faces[faces.confidence >= self.min_score]]
+        boxes = kept[0].xyxy
         for index in uncertain:
             look = self._recheck(image, faces[int(index) : int(index) + 1])
-            boxes = np.concatenate([part.xyxy for part in kept])
             # a look that lands on a face already kept (a shifted duplicate of it) adds nothing
             if len(look) and not (len(boxes) and box_iou(look.xyxy, boxes).max() >= RECHECK_IOU):
                 kept.append(look)
+                boxes = np.concatenate([boxes, look.xyxy])
         return Faces.concat(kept)
 
     def _recheck(self, image: np.ndarray, face: Faces) -> Faces:
@@ -192,9 +193,9 @@ class _ScaledDetector:
             xyxy=look.xyxy + np.float32([left, top, left, top]),
             landmarks=None if look.landmarks is None else look.landmarks + np.float32([left, top]),
         )
-        overlap = box_iou(face.xyxy, look.xyxy)[0]
-        best = int(np.argmax(np.where(overlap >= RECHECK_IOU, look.confidence, -1.0)))
-        return look[best : best + 1] if overlap[best] >= RECHECK_IOU else face[:0]
+        look = look[box_iou(face.xyxy, look.xyxy)[0] >= RECHECK_IOU]
+        best = int(np.argmax(look.confidence)) if len(look) else 0
+        return look[best : best + 1]
 
 
 class YuNetDetector(_ScaledDetector):
